@@ -1,0 +1,101 @@
+"""registry: an async-first, versioned object registry.
+
+from registry import Registry
+reg = Registry()                 # local disk by default
+reg.save("my:model", model)      # -> "1"
+model = reg.load("my:model")
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Public name -> defining module. Imported on first access (PEP 562), so
+# `import registry` stays cheap and never pulls in asyncio, boto or numpy.
+_EXPORTS = {
+    "Registry": "registry._sync",
+    "AsyncRegistry": "registry.core.registry",
+    "Backend": "registry.backends.base",
+    "FileInfo": "registry.backends.base",
+    "LocalBackend": "registry.backends.local",
+    "MemoryBackend": "registry.backends.memory",
+    "BatchResult": "registry.core.types",
+    "JanitorReport": "registry.core.janitor",
+    "Materializer": "registry.materializers.base",
+    "BlobMaterializer": "registry.materializers.base",
+    **{
+        name: "registry.core.exceptions"
+        for name in (
+            "MaterializerError",
+            "PickleRefused",
+            "RegistryConfigError",
+            "RegistryCorruptMetadata",
+            "RegistryError",
+            "RegistryIntegrityError",
+            "RegistryObjectNotFound",
+            "RegistryVersionConflict",
+        )
+    },
+}
+_ALIASES = {"LocalRegistryBackend": "LocalBackend", "MemoryRegistryBackend": "MemoryBackend"}
+
+__all__ = [
+    "AsyncRegistry",
+    "Backend",
+    "BatchResult",
+    "BlobMaterializer",
+    "FileInfo",
+    "JanitorReport",
+    "LocalBackend",
+    "LocalRegistryBackend",
+    "Materializer",
+    "MaterializerError",
+    "MemoryBackend",
+    "MemoryRegistryBackend",
+    "PickleRefused",
+    "Registry",
+    "RegistryConfigError",
+    "RegistryCorruptMetadata",
+    "RegistryError",
+    "RegistryIntegrityError",
+    "RegistryObjectNotFound",
+    "RegistryVersionConflict",
+]
+
+
+def __getattr__(name: str) -> Any:
+    target = _ALIASES.get(name, name)
+    module = _EXPORTS.get(target)
+    if module is None:
+        raise AttributeError(f"module 'registry' has no attribute {name!r}")
+    value = getattr(import_module(module), target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from registry._sync import Registry
+    from registry.backends.base import Backend, FileInfo
+    from registry.backends.local import LocalBackend
+    from registry.backends.local import LocalBackend as LocalRegistryBackend
+    from registry.backends.memory import MemoryBackend
+    from registry.backends.memory import MemoryBackend as MemoryRegistryBackend
+    from registry.core.exceptions import (
+        MaterializerError,
+        PickleRefused,
+        RegistryConfigError,
+        RegistryCorruptMetadata,
+        RegistryError,
+        RegistryIntegrityError,
+        RegistryObjectNotFound,
+        RegistryVersionConflict,
+    )
+    from registry.core.janitor import JanitorReport
+    from registry.core.registry import AsyncRegistry
+    from registry.core.types import BatchResult
+    from registry.materializers.base import BlobMaterializer, Materializer

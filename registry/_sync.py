@@ -1,0 +1,269 @@
+"""Registry: the sync facade. Each method runs the AsyncRegistry method of
+the same name on the process-wide runner thread; no logic lives here."""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, overload
+
+from registry._runner import get_runner
+from registry.backends.base import Backend
+from registry.core.artifacts import Verify
+from registry.core.janitor import DEFAULT_GRACE, JanitorReport
+from registry.core.registry import (
+    DEFAULT_INLINE_LIMIT,
+    AsyncRegistry,
+    MaterializerArg,
+    OnConflict,
+    parse_key,
+)
+from registry.core.types import BatchResult
+from registry.core.versions import LATEST
+
+
+class Registry:
+    """Synchronous registry, for scripts and notebooks. See AsyncRegistry.
+
+    Also a mapping: ``reg["cfg"] = {...}``, ``reg["cfg@2"]``, ``del reg["cfg"]``,
+    ``"cfg" in reg``, ``len(reg)``, ``list(reg)``; list keys work as batches.
+    """
+
+    def __init__(
+        self,
+        location: Backend | str | os.PathLike[str] | None = None,
+        *,
+        backend: Backend | None = None,
+        mutable: bool | None = None,
+        version_objects: bool | None = None,
+        allow_pickle: bool = True,
+        verify: Verify = "integrity",
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> None:
+        self._config: dict[str, Any] = {
+            "location": location,
+            "backend": backend,
+            "mutable": mutable,
+            "version_objects": version_objects,
+            "allow_pickle": allow_pickle,
+            "verify": verify,
+            "inline_limit": inline_limit,
+        }
+        self._lock = threading.Lock()
+        self._generation = get_runner().generation
+        self._areg = AsyncRegistry(**self._config)  # validates arguments now
+        get_runner().register_closer(self._areg)
+
+    @property
+    def async_registry(self) -> AsyncRegistry:
+        """The AsyncRegistry behind this facade (rebuilt in a forked child)."""
+        runner = get_runner()
+        if self._generation != runner.generation:
+            with self._lock:
+                if self._generation != runner.generation:
+                    config = dict(self._config)
+                    for key in ("location", "backend"):  # drop the parent's clients
+                        if isinstance(config[key], Backend):
+                            config[key] = copy.copy(config[key])
+                    self._areg = AsyncRegistry(**config)
+                    runner.register_closer(self._areg)
+                    self._generation = runner.generation
+        return self._areg
+
+    @property
+    def backend(self) -> Backend:
+        return self.async_registry.backend
+
+    def __repr__(self) -> str:
+        return f"Registry({self.backend.uri!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_config": self._config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["_config"])  # type: ignore[misc]
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        get_runner().run(self.async_registry.aclose())
+
+    # -- the API: one line each ---------------------------------------------------
+
+    @overload
+    def save(
+        self,
+        name: str,
+        obj: Any,
+        *,
+        version: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str: ...
+
+    @overload
+    def save(
+        self,
+        name: list[str],
+        obj: Sequence[Any],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> BatchResult[str]: ...
+
+    def save(
+        self,
+        name: str | list[str],
+        obj: Any,
+        *,
+        version: str | Sequence[str | None] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str | BatchResult[str]:
+        areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        result: str | BatchResult[str] = get_runner().run(
+            areg.save(
+                name,
+                obj,
+                version=version,
+                metadata=metadata,
+                materializer=materializer,
+                on_conflict=on_conflict,
+            )
+        )
+        return result
+
+    @overload
+    def load(self, name: str, *, version: str = LATEST, verify: Verify | None = None) -> Any: ...
+
+    @overload
+    def load(
+        self,
+        name: list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+    ) -> BatchResult[Any]: ...
+
+    def load(
+        self,
+        name: str | list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+    ) -> Any:
+        return get_runner().run(self.async_registry.load(name, version=version, verify=verify))  # type: ignore[arg-type]
+
+    def iter_load(
+        self,
+        names: Sequence[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+        limit: int | None = None,
+    ) -> Iterator[tuple[str, Any]]:
+        agen = self.async_registry.iter_load(names, version=version, verify=verify, limit=limit)
+        try:
+            while True:
+                try:
+                    yield get_runner().run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            get_runner().run(agen.aclose())
+
+    def delete(
+        self, name: str | list[str], *, version: str | Sequence[str | None] | None = None
+    ) -> BatchResult[None] | None:
+        return get_runner().run(self.async_registry.delete(name, version=version))
+
+    def has_object(
+        self, name: str | list[str], version: str | Sequence[str] = LATEST
+    ) -> bool | BatchResult[bool]:
+        return get_runner().run(self.async_registry.has_object(name, version))
+
+    def info(
+        self, name: str | list[str] | None = None, version: str | Sequence[str] | None = None
+    ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
+        return get_runner().run(self.async_registry.info(name, version))
+
+    def list_objects(self) -> list[str]:
+        return get_runner().run(self.async_registry.list_objects())
+
+    def list_versions(self, name: str) -> list[str]:
+        return get_runner().run(self.async_registry.list_versions(name))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return get_runner().run(self.async_registry.get(key, default))
+
+    def keys(self) -> list[str]:
+        return get_runner().run(self.async_registry.keys())
+
+    def register_materializer(
+        self, object_class: str | type, materializer: MaterializerArg
+    ) -> None:
+        return get_runner().run(
+            self.async_registry.register_materializer(object_class, materializer)
+        )
+
+    def registered_materializers(self) -> dict[str, str]:
+        return get_runner().run(self.async_registry.registered_materializers())
+
+    def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
+        return get_runner().run(self.async_registry.janitor(grace, dry_run))
+
+    @property
+    def mutable(self) -> bool | None:
+        return self.async_registry.mutable
+
+    @property
+    def version_objects(self) -> bool | None:
+        return self.async_registry.version_objects
+
+    # -- mapping interface -----------------------------------------------------------
+
+    def __getitem__(self, key: str | list[str]) -> Any:
+        if isinstance(key, list):
+            names, versions = zip(*map(parse_key, key), strict=True) if key else ((), ())
+            return self.load(list(names), version=list(versions))
+        name, version = parse_key(key)
+        return self.load(name, version=version)
+
+    def __setitem__(self, key: str | list[str], value: Any) -> None:
+        if isinstance(key, list):
+            names, versions = zip(*map(parse_key, key), strict=True) if key else ((), ())
+            explicit = [None if v == LATEST else v for v in versions]
+            self.save(list(names), value, version=explicit)
+            return
+        name, version = parse_key(key)
+        self.save(name, value, version=None if version == LATEST else version)
+
+    def __delitem__(self, key: str | list[str]) -> None:
+        if isinstance(key, list):
+            names, versions = zip(*map(parse_key, key), strict=True) if key else ((), ())
+            self.delete(list(names), version=[None if v == LATEST else v for v in versions])
+            return
+        name, version = parse_key(key)
+        self.delete(name, version=None if version == LATEST else version)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        name, version = parse_key(key)
+        return bool(self.has_object(name, version))
+
+    def __len__(self) -> int:
+        return len(self.list_objects())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.list_objects())

@@ -1,0 +1,118 @@
+"""The backend contract: move bytes and files by key, plus one conditional put.
+
+Keys are '/'-separated strings relative to the backend root. ``mode="create"``
+is first-write-wins and ``if_match`` is compare-and-swap on the token that
+``head`` / ``put`` return as ``etag``; a lost condition raises
+``PreconditionFailed``. Everything MVCC, versions and caching need is built on
+these few calls in ``registry.core``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import msgspec
+
+PutMode = Literal["overwrite", "create"]
+DEFAULT_CONCURRENCY = 32
+
+
+class FileInfo(msgspec.Struct, frozen=True):
+    """What a backend knows about one stored key."""
+
+    key: str
+    size: int
+    etag: str
+    mtime: float
+
+
+class Backend(ABC):
+    """Abstract byte store. ``__init__`` only stores configuration.
+
+    Runtime state (clients, limiters) is created lazily on the loop that uses
+    it and kept in ``_runtime``, which is dropped when the backend is pickled.
+    """
+
+    uri: str
+
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.concurrency = concurrency
+        self._runtime: dict[str, Any] = {}
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """Bounds requests in flight on this backend (created on first use)."""
+        limiter = self._runtime.get("limiter")
+        if limiter is None:
+            limiter = self._runtime["limiter"] = anyio.CapacityLimiter(self.concurrency)
+        return limiter
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_runtime"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(uri={self.uri!r})"
+
+    # -- the contract --------------------------------------------------------
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes:
+        """Whole content of ``key``; ``ObjectNotFound`` if missing."""
+
+    @abstractmethod
+    async def get_file(self, key: str, dest: Path) -> FileInfo:
+        """Stream ``key`` into the file ``dest`` (bounded memory)."""
+
+    @abstractmethod
+    async def put(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        """Store ``data``; atomic: readers see the old or the new content."""
+
+    @abstractmethod
+    async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
+        """Stream the file ``src`` to ``key`` (bounded memory)."""
+
+    @abstractmethod
+    async def head(self, key: str) -> FileInfo | None:
+        """Size and etag of ``key``, or None if missing."""
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete keys; missing keys are not errors."""
+
+    @abstractmethod
+    def list(self, prefix: str, *, delimiter: str | None = None) -> AsyncIterator[FileInfo | str]:
+        """Keys under ``prefix`` (a folder-like prefix ending in '/', or '').
+
+        Without a delimiter: every key below, as FileInfo. With ``"/"``: the
+        direct children only; sub-folders come as their prefix string
+        (ending in '/').
+        """
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and connections."""
+
+    # -- optional capabilities ----------------------------------------------
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path where ``key`` lives, if the backend is a local disk.
+
+        The core then writes artifacts in place and reads them without copying.
+        """
+        return None
+
+    async def flush(self, keys: Sequence[str]) -> None:  # noqa: B027 - optional hook
+        """Make keys written in place through ``local_path`` durable."""
+
+    async def remove_stale_temp(self, *, older_than: float, dry_run: bool = False) -> int:
+        """Remove temp files a crashed writer left behind; returns how many."""
+        return 0

@@ -1,0 +1,373 @@
+"""Local filesystem backend: lock-free atomic writes with link/rename.
+
+Every write goes to a hidden temp file in the destination folder, is fsynced,
+then published in one atomic step: ``os.link`` for create-if-absent (fails if
+the key exists) or ``os.replace`` for overwrite, followed by an fsync of the
+folder. Compare-and-swap (``if_match``) is the one place a lock is used: a
+short-lived ``O_CREAT|O_EXCL`` lock file around read-compare-replace, broken
+when older than ``STALE_LOCK_SECONDS`` (its holder died).
+
+Blocking file work runs as whole functions in worker threads, one hop per call.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import anyio.to_thread
+
+from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
+from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+
+TEMP_MARKER = ".tmp-"
+LOCK_SUFFIX = ".lock"
+STALE_LOCK_SECONDS = 10.0
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
+def is_temp_name(filename: str) -> bool:
+    """Temp and lock files are internal: never listed, cleaned by the janitor."""
+    return filename.startswith(".") and (TEMP_MARKER in filename or filename.endswith(LOCK_SUFFIX))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _etag(st: os.stat_result) -> str:
+    # The inode changes on every publish (a new temp file is linked in), so
+    # the etag changes even when size and mtime happen to match.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def _info(key: str, st: os.stat_result) -> FileInfo:
+    return FileInfo(key=key, size=st.st_size, etag=_etag(st), mtime=st.st_mtime)
+
+
+class LocalBackend(Backend):
+    """Stores each key as a file below ``root``.
+
+    ``fsync=False`` skips the fsyncs (bulk imports that can be redone);
+    by default a write is durable when it returns.
+    """
+
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        super().__init__(concurrency=concurrency)
+        text = os.fspath(uri)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        if not text:
+            raise ValueError("LocalBackend needs a folder path, got an empty string")
+        self.root = Path(text).expanduser().absolute()
+        self.uri = f"file://{self.root}"
+        self.fsync = fsync
+
+    # -- helpers (run in worker threads) -------------------------------------
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"invalid backend key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _ensure_parent(self, path: Path) -> None:
+        parent = path.parent
+        if parent.is_dir():
+            return
+        # Create missing folders top-down, fsyncing each new folder's parent
+        # so the new entry survives a crash.
+        missing: list[Path] = []
+        while not parent.is_dir():
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            if self.fsync:
+                fsync_dir(folder.parent)
+
+    def _write_temp(self, path: Path, data: bytes | None, src: Path | None) -> Path:
+        self._ensure_parent(path)
+        tmp = path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            if data is not None:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            elif src is not None:
+                with open(src, "rb") as source:
+                    while chunk := source.read(_COPY_CHUNK):
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return tmp
+
+    def _publish(self, key: str, path: Path, tmp: Path, mode: PutMode) -> FileInfo:
+        try:
+            if mode == "create":
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise PreconditionFailed(f"{key} already exists") from None
+                finally:
+                    tmp.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.fsync:
+            fsync_dir(path.parent)
+        return _info(key, path.stat())
+
+    def _put_sync(
+        self, key: str, data: bytes | None, src: Path | None, mode: PutMode, if_match: str | None
+    ) -> FileInfo:
+        path = self._path(key)
+        tmp = self._write_temp(path, data, src)
+        if if_match is None:
+            return self._publish(key, path, tmp, mode)
+        try:
+            with _FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}")):
+                try:
+                    current = _etag(path.stat())
+                except FileNotFoundError:
+                    current = None
+                if current != if_match:
+                    raise PreconditionFailed(f"{key} changed (expected etag {if_match})")
+                return self._publish(key, path, tmp, "overwrite")
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _get_sync(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def _get_file_sync(self, key: str, dest: Path) -> FileInfo:
+        path = self._path(key)
+        try:
+            shutil.copyfile(path, dest)
+            return _info(key, path.stat())
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            if not path.is_file():
+                raise ObjectNotFound(key) from None
+            raise
+
+    def _head_sync(self, key: str) -> FileInfo | None:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(self._path(key)):
+            return None
+        return _info(key, st)
+
+    def _delete_sync(self, keys: Sequence[str]) -> None:
+        parents: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            parents.add(path.parent)
+        # Remove folders left empty, deepest first, never the root itself.
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            folder = parent
+            while folder != self.root and self.root in folder.parents:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
+
+    def _list_sync(self, prefix: str, delimiter: str | None) -> list[FileInfo | str]:
+        if prefix and not prefix.endswith("/"):
+            raise ValueError(f"LocalBackend lists folder prefixes ending in '/', got {prefix!r}")
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        out: list[FileInfo | str] = []
+        if delimiter is not None:
+            try:
+                entries = sorted(os.scandir(base), key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                return out
+            for entry in entries:
+                if is_temp_name(entry.name):
+                    continue
+                try:
+                    if entry.is_dir():
+                        out.append(f"{prefix}{entry.name}/")
+                    else:
+                        out.append(_info(prefix + entry.name, entry.stat()))
+                except FileNotFoundError:
+                    continue  # removed while listing
+            return out
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            rel_prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for filename in sorted(filenames):
+                if is_temp_name(filename):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, filename))
+                except FileNotFoundError:
+                    continue
+                out.append(_info(rel_prefix + filename, st))
+        return out
+
+    def _remove_stale_temp_sync(self, older_than: float, dry_run: bool) -> int:
+        cutoff = time.time() - older_than
+        count = 0
+        for dirpath, _dirs, filenames in os.walk(self.root):
+            for filename in filenames:
+                if not is_temp_name(filename):
+                    continue
+                path = Path(dirpath) / filename
+                try:
+                    if path.stat().st_mtime >= cutoff:
+                        continue
+                    if not dry_run:
+                        path.unlink()
+                except FileNotFoundError:
+                    continue
+                count += 1
+        return count
+
+    def _flush_sync(self, keys: Sequence[str]) -> None:
+        if not self.fsync:
+            return
+        folders: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            folder = path.parent
+            while folder not in folders and folder != self.root.parent:
+                folders.add(folder)
+                folder = folder.parent
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            fsync_dir(folder)
+
+    # -- the contract ----------------------------------------------------------
+
+    async def get(self, key: str) -> bytes:
+        return await anyio.to_thread.run_sync(self._get_sync, key, limiter=self.limiter)
+
+    async def get_file(self, key: str, dest: Path) -> FileInfo:
+        return await anyio.to_thread.run_sync(self._get_file_sync, key, dest, limiter=self.limiter)
+
+    async def put(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        return await anyio.to_thread.run_sync(
+            self._put_sync, key, data, None, mode, if_match, limiter=self.limiter
+        )
+
+    async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
+        return await anyio.to_thread.run_sync(
+            self._put_sync, key, None, src, mode, None, limiter=self.limiter
+        )
+
+    async def head(self, key: str) -> FileInfo | None:
+        return await anyio.to_thread.run_sync(self._head_sync, key, limiter=self.limiter)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await anyio.to_thread.run_sync(self._delete_sync, list(keys), limiter=self.limiter)
+
+    async def list(
+        self, prefix: str, *, delimiter: str | None = None
+    ) -> AsyncIterator[FileInfo | str]:
+        entries = await anyio.to_thread.run_sync(
+            self._list_sync, prefix, delimiter, limiter=self.limiter
+        )
+        for entry in entries:
+            yield entry
+
+    def local_path(self, key: str) -> Path:
+        return self._path(key)
+
+    async def flush(self, keys: Sequence[str]) -> None:
+        await anyio.to_thread.run_sync(self._flush_sync, list(keys), limiter=self.limiter)
+
+    async def remove_stale_temp(self, *, older_than: float, dry_run: bool = False) -> int:
+        return await anyio.to_thread.run_sync(
+            self._remove_stale_temp_sync, older_than, dry_run, limiter=self.limiter
+        )
+
+
+class _FileLock:
+    """``O_CREAT|O_EXCL`` lock file with a stale timeout (local CAS only)."""
+
+    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def __enter__(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self._break_if_stale()
+                if time.monotonic() > deadline:
+                    raise BackendError(
+                        f"could not lock {self.path} within {self.timeout}s; "
+                        "delete it if no registry process is running"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+                continue
+            os.close(fd)
+            return
+
+    def _break_if_stale(self) -> None:
+        try:
+            age = time.time() - self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if age > STALE_LOCK_SECONDS:
+            # Rename first so two breakers cannot both delete a fresh lock.
+            victim = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+            try:
+                os.rename(self.path, victim)
+                victim.unlink()
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)

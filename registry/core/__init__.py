@@ -1,0 +1,1 @@
+"""The backend-independent core: versions, the commit protocol, batches."""

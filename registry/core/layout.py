@@ -1,0 +1,39 @@
+"""Where things live on a backend (DESIGN §4).
+
+    _registry.json                      settings + materializer table
+    meta/<name>/<version key>.json      commit point of one version
+    objects/<name>/<uuid>/<files...>    artifacts, written before the commit
+
+An empty metadata file is a tombstone: the version was deleted, and its
+number is never handed out again by auto-increment.
+"""
+
+from __future__ import annotations
+
+SETTINGS_KEY = "_registry.json"
+META_ROOT = "meta/"
+OBJECTS_ROOT = "objects/"
+META_SUFFIX = ".json"
+
+
+def meta_prefix(name: str) -> str:
+    return f"{META_ROOT}{name}/"
+
+
+def meta_key(name: str, version_key: str) -> str:
+    return f"{META_ROOT}{name}/{version_key}{META_SUFFIX}"
+
+
+def objects_folder(name: str, uuid: str) -> str:
+    """The uuid folder's key prefix, without the trailing '/'."""
+    return f"{OBJECTS_ROOT}{name}/{uuid}"
+
+
+def split_meta_key(key: str) -> tuple[str, str] | None:
+    """``meta/<name>/<vkey>.json`` -> (name, vkey); None for anything else."""
+    if not key.startswith(META_ROOT) or not key.endswith(META_SUFFIX):
+        return None
+    parts = key[len(META_ROOT) : -len(META_SUFFIX)].split("/")
+    if len(parts) != 2:
+        return None
+    return parts[0], parts[1]

@@ -1,0 +1,131 @@
+"""The commit protocol: one conditional metadata write per version.
+
+Artifacts are uploaded to a fresh uuid folder first; the version exists from
+the moment its metadata file is written, and not before. Immutable saves use
+create-if-absent (first writer wins), overwrites a plain atomic replace, and
+auto-increment claims its number with the same create-if-absent write: a
+writer that loses takes the next number. No cached version list ever drives
+allocation, so concurrent processes never hand out a number twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from registry.backends.base import Backend, FileInfo
+from registry.core.exceptions import (
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryCorruptMetadata,
+    RegistryVersionConflict,
+)
+from registry.core.layout import meta_key, meta_prefix
+from registry.core.types import ObjectMeta, meta_decoder
+from registry.core.versions import Version, version_from_key
+
+TOMBSTONE = b""
+_RELIST_EVERY = 4  # after this many lost claims in a row, re-list to jump ahead
+
+
+async def list_versions(backend: Backend, name: str) -> list[tuple[Version, FileInfo]]:
+    """Every version key stored for ``name``, tombstones included."""
+    found: list[tuple[Version, FileInfo]] = []
+    async for entry in backend.list(meta_prefix(name), delimiter="/"):
+        if isinstance(entry, str) or not entry.key.endswith(".json"):
+            continue
+        version = version_from_key(entry.key.rsplit("/", 1)[1][: -len(".json")])
+        if version is not None:
+            found.append((version, entry))
+    return found
+
+
+async def live_versions(backend: Backend, name: str) -> list[tuple[Version, FileInfo]]:
+    """Committed, not deleted versions of ``name``, ascending."""
+    return sorted(
+        ((v, info) for v, info in await list_versions(backend, name) if info.size > 0),
+        key=lambda pair: pair[0],
+    )
+
+
+def decode_meta(data: bytes, where: str) -> ObjectMeta:
+    try:
+        return meta_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RegistryCorruptMetadata(
+            f"metadata file {where} is corrupt ({exc}); restore it, or delete that "
+            "version with registry.delete(name, version) to drop it"
+        ) from None
+
+
+async def read_meta(backend: Backend, name: str, version_key: str) -> ObjectMeta | None:
+    """The committed metadata, or None if the version is missing or deleted."""
+    key = meta_key(name, version_key)
+    try:
+        data = await backend.get(key)
+    except ObjectNotFound:
+        return None
+    if data == TOMBSTONE:
+        return None
+    return decode_meta(data, f"{backend.uri}/{key}")
+
+
+async def commit_explicit(
+    backend: Backend, name: str, version: Version, data: bytes, *, overwrite: bool
+) -> None:
+    """Write the metadata of an explicit version.
+
+    ``overwrite``: last writer wins. Otherwise the first writer wins and the
+    others get RegistryVersionConflict; a tombstone (deleted version) may be
+    replaced, with compare-and-swap so that only one re-creator wins.
+    """
+    key = meta_key(name, version.key)
+    if overwrite:
+        await backend.put(key, data)
+        return
+    try:
+        await backend.put(key, data, mode="create")
+        return
+    except PreconditionFailed:
+        pass
+    existing = await backend.head(key)
+    if existing is not None and existing.size == 0:
+        try:
+            await backend.put(key, data, if_match=existing.etag)
+            return
+        except PreconditionFailed:
+            pass
+    raise RegistryVersionConflict(
+        f"{name}@{version} already exists; save under another version, or open the "
+        "registry with mutable=True and pass on_conflict='overwrite' to replace it"
+    )
+
+
+async def next_free_number(backend: Backend, name: str) -> int:
+    numbers = [v.major for v, _ in await list_versions(backend, name)]
+    return max(numbers, default=0) + 1
+
+
+async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes]) -> str:
+    """Claim the next auto-increment number for ``name`` and commit to it.
+
+    ``encode(version)`` builds the metadata for a candidate number, so a
+    writer that loses a race re-encodes only the metadata, never re-uploads.
+    """
+    number = await next_free_number(backend, name)
+    lost = 0
+    while True:
+        version = str(number)
+        try:
+            await backend.put(meta_key(name, version), encode(version), mode="create")
+            return version
+        except PreconditionFailed:
+            lost += 1
+            number += 1
+            if lost % _RELIST_EVERY == 0:
+                number = max(number, await next_free_number(backend, name))
+
+
+async def tombstone(backend: Backend, name: str, version: Version) -> None:
+    await backend.put(meta_key(name, version.key), TOMBSTONE)

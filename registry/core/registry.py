@@ -1,0 +1,646 @@
+"""AsyncRegistry: names, versions, conflicts, batches and the dict-like API."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid as uuidlib
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import anyio
+import msgspec
+
+from registry.backends.base import Backend
+from registry.backends.local import LocalBackend
+from registry.core import mvcc
+from registry.core.artifacts import (
+    VERIFY_LEVELS,
+    Verify,
+    delete_folder,
+    read_artifacts,
+    write_artifacts,
+)
+from registry.core.exceptions import (
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryConfigError,
+    RegistryCorruptMetadata,
+    RegistryObjectNotFound,
+    RegistryVersionConflict,
+)
+from registry.core.fanout import fanout
+from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
+from registry.core.layout import META_ROOT, SETTINGS_KEY, meta_key, split_meta_key
+from registry.core.names import validate_name
+from registry.core.types import (
+    BatchResult,
+    ObjectMeta,
+    RegistrySettings,
+    meta_encoder,
+    settings_decoder,
+)
+from registry.core.versions import LATEST, Version, parse_version
+from registry.materializers.base import Materializer
+from registry.materializers.lookup import candidates, class_path, materializer_path
+
+if TYPE_CHECKING:
+    import asyncio
+
+OnConflict = Literal["skip", "overwrite"]
+MaterializerArg = str | type[Materializer] | Materializer
+DEFAULT_INLINE_LIMIT = 64 * 1024
+
+
+def default_root() -> Path:
+    """``$REGISTRY_HOME``, else ``$XDG_DATA_HOME/registry`` (``~/.local/share/registry``)."""
+    if home := os.environ.get("REGISTRY_HOME"):
+        return Path(home).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data_home) / "registry"
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """``"name@version"`` -> (name, version); a bare name means "latest"."""
+    if not isinstance(key, str):
+        raise TypeError(f"registry keys are str ('name' or 'name@version'), got {key!r}")
+    name, _, version = key.partition("@")
+    return name, (version or LATEST)
+
+
+def _per_item(value: Any, n: int, what: str) -> list[Any]:
+    """Broadcast a scalar batch argument, or check a list has one per item."""
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            raise ValueError(f"{what} has {len(value)} entries for {n} names; give one per name")
+        return list(value)
+    return [value] * n
+
+
+class AsyncRegistry:
+    """A versioned object registry on one backend.
+
+    ``AsyncRegistry()`` uses local disk at ``default_root()``;
+    ``AsyncRegistry("/some/folder")`` a local folder; ``backend=`` any Backend.
+    ``mutable`` and ``version_objects`` are stored with the registry when it is
+    created; passing a value that contradicts the stored one raises.
+    """
+
+    def __init__(
+        self,
+        location: Backend | str | os.PathLike[str] | None = None,
+        *,
+        backend: Backend | None = None,
+        mutable: bool | None = None,
+        version_objects: bool | None = None,
+        allow_pickle: bool = True,
+        verify: Verify = "integrity",
+        inline_limit: int = DEFAULT_INLINE_LIMIT,
+    ) -> None:
+        if backend is not None and location is not None:
+            raise ValueError("pass either a location or backend=, not both")
+        if isinstance(location, Backend):
+            backend = location
+        elif backend is None:
+            backend = LocalBackend(location if location is not None else default_root())
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be a registry Backend, got {type(backend).__name__}")
+        _check_verify(verify)
+        self.backend = backend
+        self.allow_pickle = allow_pickle
+        self.verify: Verify = verify
+        self.inline_limit = inline_limit
+        self._requested = {"mutable": mutable, "version_objects": version_objects}
+        self._settings: RegistrySettings | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backend.uri!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_settings"] = None
+        return state
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncRegistry:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the backend's clients; the registry may be reopened by using it."""
+        await self.backend.aclose()
+
+    async def _open(self) -> RegistrySettings:
+        if self._settings is not None:
+            return self._settings
+        settings = await self._read_settings()
+        if settings is None:
+            fresh = RegistrySettings(
+                mutable=bool(self._requested["mutable"]),
+                version_objects=bool(self._requested["version_objects"]),
+            )
+            try:
+                await self.backend.put(SETTINGS_KEY, msgspec.json.encode(fresh), mode="create")
+                settings = fresh
+            except PreconditionFailed:  # another process created it first
+                settings = await self._read_settings()
+                assert settings is not None
+        for field, wanted in self._requested.items():
+            stored = getattr(settings, field)
+            if wanted is not None and wanted != stored:
+                raise RegistryConfigError(
+                    f"registry at {self.backend.uri} was created with {field}={stored}; "
+                    f"it cannot be reopened with {field}={wanted} (omit the argument to "
+                    "use the stored value)"
+                )
+        self._settings = settings
+        return settings
+
+    async def _read_settings(self) -> RegistrySettings | None:
+        try:
+            data = await self.backend.get(SETTINGS_KEY)
+        except ObjectNotFound:
+            return None
+        try:
+            return settings_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise RegistryCorruptMetadata(
+                f"{self.backend.uri}/{SETTINGS_KEY} is corrupt ({exc}); restore it from a backup"
+            ) from None
+
+    @property
+    def mutable(self) -> bool | None:
+        """Stored setting (None until the registry has been opened)."""
+        return self._settings.mutable if self._settings else None
+
+    @property
+    def version_objects(self) -> bool | None:
+        return self._settings.version_objects if self._settings else None
+
+    # -- save ------------------------------------------------------------------
+
+    @overload
+    async def save(
+        self,
+        name: str,
+        obj: Any,
+        *,
+        version: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str: ...
+
+    @overload
+    async def save(
+        self,
+        name: list[str],
+        obj: Sequence[Any],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> BatchResult[str]: ...
+
+    async def save(
+        self,
+        name: str | list[str],
+        obj: Any,
+        *,
+        version: str | Sequence[str | None] | None = None,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str | BatchResult[str]:
+        """Save ``obj`` under ``name``; returns the version saved.
+
+        A list of names saves a batch (``obj`` a list of the same length) and
+        returns a BatchResult of versions, one per input, never raising for a
+        per-item failure.
+        """
+        if on_conflict not in ("skip", "overwrite"):
+            raise ValueError(f"on_conflict must be 'skip' or 'overwrite', got {on_conflict!r}")
+        settings = await self._open()
+        if on_conflict == "overwrite" and not settings.mutable:
+            raise RegistryConfigError(
+                "on_conflict='overwrite' needs a mutable registry; this one was created "
+                "immutable (versions are write-once). Save under a new version instead."
+            )
+        mat = materializer_path(materializer) if materializer is not None else None
+        if isinstance(name, list):
+            if not isinstance(obj, list | tuple) or len(obj) != len(name):
+                raise ValueError("a batch save needs a list of objects, one per name")
+            versions = _per_item(version, len(name), "version")
+            metas = _per_item(metadata, len(name), "metadata")
+            items = list(zip(name, obj, versions, metas, strict=True))
+
+            async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
+                return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
+
+            return await fanout(one, items, limit=self.backend.concurrency)
+        if isinstance(version, list | tuple):
+            raise TypeError("version must be a str for a single save (lists are for batches)")
+        return await self._save_one(name, obj, version, metadata, mat, on_conflict)  # type: ignore[arg-type]
+
+    async def _save_one(
+        self,
+        name: str,
+        obj: Any,
+        version: str | None,
+        metadata: Mapping[str, Any] | None,
+        materializer: str | None,
+        on_conflict: OnConflict,
+    ) -> str:
+        validate_name(name)
+        settings = await self._open()
+        explicit = self._explicit_version(version, settings)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+        try:  # fail before any upload, not at the commit
+            msgspec.json.encode(metadata)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+        if materializer is None:
+            choices = candidates(obj, settings.materializers)
+            if len(choices) == 1:  # only pickle left: maybe another process registered one
+                settings = await self._refresh_settings()
+                choices = candidates(obj, settings.materializers)
+        else:
+            choices = [materializer]
+        uid = uuidlib.uuid4().hex
+        artifacts = await write_artifacts(self.backend, name, uid, obj, choices, self.inline_limit)
+        meta = ObjectMeta(
+            name=name,
+            version="",
+            uuid=uid,
+            materializer=artifacts.materializer,
+            object_class=class_path(type(obj)),
+            files=artifacts.files,
+            size=sum(f.size for f in artifacts.files.values()),
+            created_at=time.time(),
+            metadata=dict(metadata or {}),
+            inline=artifacts.inline,
+        )
+        try:
+            if explicit is None:
+
+                def encode(v: str) -> bytes:
+                    return _encode_meta(meta, v)
+
+                return await mvcc.commit_auto(self.backend, name, encode)
+            meta_bytes = _encode_meta(meta, explicit.spelling)
+            await mvcc.commit_explicit(
+                self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
+            )
+            return explicit.spelling
+        except RegistryVersionConflict:
+            # Only a lost race is known not to have committed; after any other
+            # failure the commit may have landed, so the janitor decides later.
+            if artifacts.inline is None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await delete_folder(self.backend, name, uid, artifacts.files)
+            raise
+
+    def _explicit_version(self, version: str | None, settings: RegistrySettings) -> Version | None:
+        if not settings.version_objects:
+            if version not in (None, "1"):
+                raise ValueError(
+                    f"this registry keeps one version per name (version_objects=False), so "
+                    f"version={version!r} is not allowed; create it with version_objects=True "
+                    "to keep several versions"
+                )
+            return Version("1")
+        return None if version is None else parse_version(version)
+
+    async def _refresh_settings(self) -> RegistrySettings:
+        fresh = await self._read_settings()
+        if fresh is not None:
+            self._settings = fresh
+        return await self._open()
+
+    # -- load ------------------------------------------------------------------
+
+    @overload
+    async def load(
+        self, name: str, *, version: str = LATEST, verify: Verify | None = None
+    ) -> Any: ...
+
+    @overload
+    async def load(
+        self,
+        name: list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+    ) -> BatchResult[Any]: ...
+
+    async def load(
+        self,
+        name: str | list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+    ) -> Any:
+        """Load a version (default: the latest). A list of names loads a batch.
+
+        ``verify``: "none" trusts stored bytes, "integrity" (default) checks
+        every file's sha256 against the metadata, "full" also re-reads remote
+        metadata past any cache (the same as "integrity" on local disk).
+        """
+        level = _check_verify(verify or self.verify)
+        if isinstance(name, list):
+            versions = _per_item(version, len(name), "version")
+
+            async def one(item: tuple[str, str | None]) -> Any:
+                return await self._load_one(item[0], item[1] or LATEST, level)
+
+            return await fanout(
+                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
+            )
+        if not isinstance(version, str):
+            raise TypeError("version must be a str for a single load (lists are for batches)")
+        return await self._load_one(name, version, level)
+
+    async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
+        meta = await self._meta(name, version)
+        return await read_artifacts(
+            self.backend, meta, verify=verify, allow_pickle=self.allow_pickle
+        )
+
+    async def iter_load(
+        self,
+        names: Sequence[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        verify: Verify | None = None,
+        limit: int | None = None,
+    ) -> AsyncGenerator[tuple[str, Any], None]:
+        """Yield ``(name, obj)`` as each load finishes (not in input order).
+
+        At most ``limit`` loads are in flight (default: the backend's
+        concurrency), so memory stays bounded however many names are given.
+        The first failure is raised after cancelling the loads in flight.
+        """
+        import asyncio  # deferred: costly import; iter_load is the one direct use
+
+        level = _check_verify(verify or self.verify)
+        versions = _per_item(version, len(names), "version")
+        width = max(1, limit or self.backend.concurrency)
+        pending: set[asyncio.Task[tuple[str, Any]]] = set()
+        queue = iter(zip(names, versions, strict=True))
+
+        async def one(item_name: str, item_version: str | None) -> tuple[str, Any]:
+            return item_name, await self._load_one(item_name, item_version or LATEST, level)
+
+        try:
+            while True:
+                while len(pending) < width:
+                    item = next(queue, None)
+                    if item is None:
+                        break
+                    pending.add(asyncio.ensure_future(one(*item)))
+                if not pending:
+                    return
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _meta(self, name: str, version: str) -> ObjectMeta:
+        validate_name(name)
+        settings = await self._open()
+        if version == LATEST:
+            if not settings.version_objects:
+                key = "1"
+            else:
+                live = await mvcc.live_versions(self.backend, name)
+                if not live:
+                    raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
+                key = live[-1][0].key
+        else:
+            key = Version(version).key
+        meta = await mvcc.read_meta(self.backend, name, key)
+        if meta is None:
+            what = f"{name!r}" if version == LATEST else f"{name}@{version}"
+            raise RegistryObjectNotFound(f"no object {what} in {self.backend.uri}")
+        return meta
+
+    # -- delete ----------------------------------------------------------------
+
+    async def delete(
+        self,
+        name: str | list[str],
+        *,
+        version: str | Sequence[str | None] | None = None,
+    ) -> BatchResult[None] | None:
+        """Delete one version, or every version when ``version`` is None.
+
+        The version's metadata becomes a tombstone (its number is never reused
+        by auto-increment) and its files are removed by the janitor after the
+        grace period, so readers already loading it still finish.
+        """
+        await self._open()
+        if isinstance(name, list):
+            versions = _per_item(version, len(name), "version")
+
+            async def one(item: tuple[str, str | None]) -> None:
+                await self._delete_one(*item)
+
+            return await fanout(
+                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
+            )
+        if isinstance(version, list | tuple):
+            raise TypeError("version must be a str or None for a single delete")
+        await self._delete_one(name, version)  # type: ignore[arg-type]
+        return None
+
+    async def _delete_one(self, name: str, version: str | None) -> None:
+        validate_name(name)
+        if version is None:
+            live = await mvcc.live_versions(self.backend, name)
+            if not live:
+                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
+            targets = [v for v, _ in live]
+        else:
+            targets = [Version((await self._meta(name, version)).version)]
+        for target in targets:
+            await mvcc.tombstone(self.backend, name, target)
+
+    # -- queries ---------------------------------------------------------------
+
+    async def has_object(
+        self, name: str | list[str], version: str | Sequence[str] = LATEST
+    ) -> bool | BatchResult[bool]:
+        """Whether the version (default: any) exists. A list checks a batch."""
+        await self._open()
+        if isinstance(name, list):
+            versions = _per_item(version, len(name), "version")
+
+            async def one(item: tuple[str, str | None]) -> bool:
+                return await self._has_one(item[0], item[1] or LATEST)
+
+            return await fanout(
+                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
+            )
+        if not isinstance(version, str):
+            raise TypeError("version must be a str for a single has_object")
+        return await self._has_one(name, version)
+
+    async def _has_one(self, name: str, version: str) -> bool:
+        validate_name(name)
+        settings = await self._open()
+        if version == LATEST and settings.version_objects:
+            return bool(await mvcc.live_versions(self.backend, name))
+        key = "1" if version == LATEST else Version(version).key
+        info = await self.backend.head(meta_key(name, key))
+        return info is not None and info.size > 0
+
+    async def info(
+        self,
+        name: str | list[str] | None = None,
+        version: str | Sequence[str] | None = None,
+    ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
+        """Metadata as plain dicts.
+
+        ``info(name, version)``: one version; ``info(name)``: {version: info}
+        for every version of the name; ``info()``: {name: {version: info}}.
+        """
+        await self._open()
+        if name is None:
+            if version is not None:
+                raise ValueError("info(version=...) needs a name")
+            names = await self.list_objects()
+            per_name = await fanout(self._info_all, names, limit=self.backend.concurrency)
+            per_name.raise_first()
+            return {n: v for n, v in zip(names, per_name.results, strict=True) if v}
+        if isinstance(name, list):
+            versions = _per_item(version, len(name), "version")
+
+            async def one(item: tuple[str, str | None]) -> dict[str, Any]:
+                return await self._info_one(*item)
+
+            return await fanout(
+                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
+            )
+        if isinstance(version, list | tuple):
+            raise TypeError("version must be a str or None for a single info")
+        return await self._info_one(name, version)  # type: ignore[arg-type]
+
+    async def _info_one(self, name: str, version: str | None) -> dict[str, Any]:
+        if version is None:
+            found = await self._info_all(name)
+            if not found:
+                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
+            return found
+        return (await self._meta(name, version)).to_info()
+
+    async def _info_all(self, name: str) -> dict[str, Any]:
+        metas = await self._live_metas(name)
+        return {m.version: m.to_info() for m in metas}
+
+    async def _live_metas(self, name: str) -> list[ObjectMeta]:
+        validate_name(name)
+        live = await mvcc.live_versions(self.backend, name)
+
+        async def read(version: Version) -> ObjectMeta | None:
+            return await mvcc.read_meta(self.backend, name, version.key)
+
+        metas = await fanout(read, [v for v, _ in live], limit=self.backend.concurrency)
+        metas.raise_first()
+        return [m for m in metas.results if m is not None]
+
+    async def list_objects(self) -> list[str]:
+        """Names with at least one live version, sorted."""
+        await self._open()
+        names: set[str] = set()
+        async for entry in self.backend.list(META_ROOT):
+            if isinstance(entry, str) or entry.size == 0:
+                continue
+            parsed = split_meta_key(entry.key)
+            if parsed is not None:
+                names.add(parsed[0])
+        return sorted(names)
+
+    async def list_versions(self, name: str) -> list[str]:
+        """Live versions of ``name`` as first spelled, ascending by value."""
+        await self._open()
+        return [m.version for m in await self._live_metas(name)]
+
+    # -- dict-like helpers --------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """``load`` by ``"name"`` or ``"name@version"``; ``default`` if missing."""
+        name, version = parse_key(key)
+        try:
+            return await self.load(name, version=version)
+        except RegistryObjectNotFound:
+            return default
+
+    async def keys(self) -> list[str]:
+        return await self.list_objects()
+
+    # -- materializers and maintenance -------------------------------------------
+
+    async def register_materializer(
+        self, object_class: str | type, materializer: MaterializerArg
+    ) -> None:
+        """Use ``materializer`` for ``object_class`` (and its subclasses), in
+        every process: the pair is stored in the registry with compare-and-swap.
+        """
+        cls_path = object_class if isinstance(object_class, str) else class_path(object_class)
+        if not isinstance(cls_path, str) or "." not in cls_path:
+            raise ValueError(
+                f"object_class must be a class or its import path 'module.Class', got {object_class!r}"
+            )
+        mat_path = materializer_path(materializer)
+        await self._open()
+        while True:
+            head = await self.backend.head(SETTINGS_KEY)
+            current = await self._read_settings()
+            if head is None or current is None:
+                raise RegistryCorruptMetadata(f"{self.backend.uri}/{SETTINGS_KEY} disappeared")
+            table = dict(current.materializers)
+            table[cls_path] = mat_path
+            updated = msgspec.structs.replace(current, materializers=table)
+            try:
+                await self.backend.put(
+                    SETTINGS_KEY, msgspec.json.encode(updated), if_match=head.etag
+                )
+            except PreconditionFailed:
+                continue  # someone else changed the table: merge again
+            self._settings = updated
+            return
+
+    async def registered_materializers(self) -> dict[str, str]:
+        """The stored class -> materializer table (built-ins not included)."""
+        return dict((await self._refresh_settings()).materializers)
+
+    async def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
+        """Remove uuid folders that no version references (see core.janitor)."""
+        await self._open()
+        return await run_janitor(self.backend, grace=grace, dry_run=dry_run)
+
+
+def _encode_meta(meta: ObjectMeta, version: str) -> bytes:
+    meta.version = version
+    try:
+        return meta_encoder.encode(meta)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+
+
+def _check_verify(verify: str) -> Verify:
+    if verify not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
+    return verify  # type: ignore[return-value]

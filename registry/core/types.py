@@ -1,0 +1,113 @@
+"""Stored records (msgspec Structs) and the batch result type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+FORMAT_VERSION = 1
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    """One artifact file as recorded at save time."""
+
+    size: int
+    sha256: str
+
+
+class ObjectMeta(msgspec.Struct, kw_only=True):
+    """``meta/<name>/<version>.json``: the commit point of one version.
+
+    ``inline`` holds the bytes of small single-file objects, so that a small
+    save is one write and a small load one read; ``uuid`` then names no folder.
+    """
+
+    name: str
+    version: str
+    uuid: str
+    materializer: str
+    object_class: str
+    files: dict[str, FileEntry]
+    size: int
+    created_at: float
+    metadata: dict[str, Any] = {}
+    inline: bytes | None = None
+    format: int = FORMAT_VERSION
+
+    def to_info(self) -> dict[str, Any]:
+        """The public ``info()`` view: everything except the inlined bytes."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "uuid": self.uuid,
+            "materializer": self.materializer,
+            "class": self.object_class,
+            "files": {k: {"size": v.size, "sha256": v.sha256} for k, v in self.files.items()},
+            "size": self.size,
+            "created_at": self.created_at,
+            "metadata": dict(self.metadata),
+            "inline": self.inline is not None,
+        }
+
+
+class RegistrySettings(msgspec.Struct, kw_only=True):
+    """``_registry.json``: settings fixed at creation plus the materializer table."""
+
+    mutable: bool = False
+    version_objects: bool = False
+    materializers: dict[str, str] = {}
+    format: int = FORMAT_VERSION
+
+
+meta_encoder = msgspec.json.Encoder()
+meta_decoder = msgspec.json.Decoder(ObjectMeta)
+settings_decoder = msgspec.json.Decoder(RegistrySettings)
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatchResult(Generic[T]):
+    """Outcome of a batch call, aligned with its input.
+
+    ``results[i]`` is the value for input item ``i`` (None where it failed),
+    ``errors`` maps failed indices to their exception, and ``succeeded`` /
+    ``failed`` list input indices in order. Duplicated inputs keep their own
+    entries. A batch never raises for a per-item failure; ``raise_first()``
+    turns the first one into an exception when that is what you want.
+    """
+
+    results: list[T | None]
+    errors: dict[int, BaseException] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> list[int]:
+        return [i for i in range(len(self.results)) if i not in self.errors]
+
+    @property
+    def failed(self) -> list[int]:
+        return sorted(self.errors)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def raise_first(self) -> None:
+        if self.errors:
+            index = self.failed[0]
+            raise self.errors[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[T | None]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> T | None:
+        return self.results[index]
+
+    def __repr__(self) -> str:
+        return f"BatchResult({len(self.succeeded)} succeeded, {len(self.errors)} failed)"

@@ -1,0 +1,130 @@
+"""The materializer protocol and helpers that hash while writing.
+
+A materializer turns objects into files in a folder and back. Two shapes:
+
+- ``Materializer``: ``save(obj, folder)`` / ``load(folder, cls)`` for anything
+  that is naturally a set of files (folders, checkpoints).
+- ``BlobMaterializer``: one file, with in-memory ``dumps`` / ``loads``. The
+  core keeps small blobs inside the metadata (one write per save, one read
+  per load) and falls back to a file in the folder for large ones.
+
+``save`` may return the files it wrote with their sha256 (use the helpers
+below to hash in the same pass as the write); files it does not report are
+hashed by the core afterwards. Materializers are created without arguments
+and must be importable by their import path, which the metadata records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+from registry.core.types import FileEntry
+
+CHUNK = 8 * 1024 * 1024
+
+
+class Unsupported(Exception):
+    """Raised by a materializer's save when this object needs another one.
+
+    The core then falls back to the next candidate (in the end: pickle).
+    """
+
+
+class Materializer:
+    """Folder-shaped materializer. Subclass and implement save and load."""
+
+    #: True when loading runs arbitrary code (refused with allow_pickle=False).
+    uses_pickle: ClassVar[bool] = False
+
+    def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
+        raise NotImplementedError
+
+    def load(self, folder: Path, cls: type | None) -> Any:
+        raise NotImplementedError
+
+
+class BlobMaterializer(Materializer):
+    """Single-file materializer with in-memory encode and decode."""
+
+    filename: ClassVar[str] = "data"
+
+    def dumps(self, obj: Any) -> bytes:
+        raise NotImplementedError
+
+    def loads(self, data: bytes, cls: type | None) -> Any:
+        raise NotImplementedError
+
+    def estimate_size(self, obj: Any) -> int | None:
+        """Bytes ``dumps`` will produce, if cheap to tell (None: unknown).
+
+        Small known sizes are encoded on the event loop without a thread hop.
+        """
+        return None
+
+    def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
+        return {self.filename: write_bytes(folder / self.filename, self.dumps(obj))}
+
+    def load(self, folder: Path, cls: type | None) -> Any:
+        return self.loads((folder / self.filename).read_bytes(), cls)
+
+
+def entry_for(data: bytes | memoryview) -> FileEntry:
+    return FileEntry(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def write_bytes(path: Path, data: bytes) -> FileEntry:
+    """Write ``data`` to ``path`` and return its entry (hashed in memory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return entry_for(data)
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only binary file that hashes what passes through it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._hash.update(view)
+        self._file.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+    def entry(self) -> FileEntry:
+        return FileEntry(size=self.size, sha256=self._hash.hexdigest())
+
+
+def copy_file(src: Path, dest: Path) -> FileEntry:
+    """Stream ``src`` to ``dest`` in bounded chunks, hashing in the same pass."""
+    with open(src, "rb") as source, HashingWriter(dest) as out:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+    return out.entry()
+
+
+def hash_file(path: Path) -> FileEntry:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return FileEntry(size=size, sha256=digest.hexdigest())

@@ -1,0 +1,51 @@
+"""numpy arrays as ``.npy`` (never pickled object arrays; those fall back)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from registry.core.types import FileEntry
+from registry.materializers.base import BlobMaterializer, HashingWriter, Unsupported
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as exc:  # pragma: no cover - numpy is a dev dependency
+        raise ImportError(
+            "numpy arrays need numpy: pip install 'versioned-registry[numpy]'"
+        ) from exc
+    return numpy
+
+
+class NumpyMaterializer(BlobMaterializer):
+    filename = "array.npy"
+
+    def _check(self, obj: Any) -> None:
+        if obj.dtype.hasobject:
+            raise Unsupported("object arrays need pickle")
+
+    def dumps(self, obj: Any) -> bytes:
+        self._check(obj)
+        buffer = io.BytesIO()
+        _numpy().save(buffer, obj, allow_pickle=False)
+        return buffer.getvalue()
+
+    def loads(self, data: bytes, cls: type | None) -> Any:
+        return _numpy().load(io.BytesIO(data), allow_pickle=False)
+
+    def estimate_size(self, obj: Any) -> int | None:
+        return int(obj.nbytes) + 128
+
+    def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry]:
+        # Stream straight into the file: no second copy of a large array.
+        self._check(obj)
+        with HashingWriter(folder / self.filename) as out:
+            _numpy().save(out, obj, allow_pickle=False)
+        return {self.filename: out.entry()}
+
+    def load(self, folder: Path, cls: type | None) -> Any:
+        return _numpy().load(folder / self.filename, allow_pickle=False)
