@@ -1,0 +1,429 @@
+"""The registry API on every backend: versions, conflicts, batches, integrity."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pydantic
+import pytest
+
+from registry import (
+    AsyncRegistry,
+    BatchResult,
+    PickleRefused,
+    RegistryConfigError,
+    RegistryCorruptMetadata,
+    RegistryError,
+    RegistryIntegrityError,
+    RegistryObjectNotFound,
+    RegistryVersionConflict,
+)
+from registry.backends.base import Backend
+from registry.core.layout import meta_key, objects_folder
+
+pytestmark = pytest.mark.anyio
+
+BIG = bytes(range(256)) * 1024  # 256 KiB: above the inline limit, goes to a uuid folder
+
+
+class Opaque:
+    """No materializer handles it: stored with pickle."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Opaque) and other.value == self.value
+
+
+async def uuid_folders(backend: Backend, name: str) -> set[str]:
+    folders = set()
+    async for entry in backend.list(f"objects/{name}/"):
+        assert not isinstance(entry, str)
+        folders.add(entry.key.split("/")[2])
+    return folders
+
+
+# -- save / load -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        b"bytes",
+        "text with unicode \u2603",
+        42,
+        3.5,
+        True,
+        None,
+        [1, "a", None],
+        {"lr": 0.1, "layers": [1, 2]},
+        {1: "int keys", (2, 3): "tuple keys"},
+        (1, 2, (3,)),
+        {1, 2, 3},
+        frozenset({"a"}),
+        float("nan"),
+        Opaque(7),
+        BIG,
+    ],
+    ids=repr,
+)
+async def test_round_trip_keeps_value_and_type(areg: AsyncRegistry, obj: Any) -> None:
+    await areg.save("obj", obj)
+    loaded = await areg.load("obj")
+    assert type(loaded) is type(obj)
+    if isinstance(obj, float) and obj != obj:
+        assert loaded != loaded
+    else:
+        assert loaded == obj
+
+
+async def test_auto_versions_count_up_and_latest_is_greatest(areg: AsyncRegistry) -> None:
+    assert [await areg.save("m", i) for i in range(3)] == ["1", "2", "3"]
+    assert await areg.load("m") == 2
+    assert await areg.load("m", version="1") == 0
+    assert await areg.list_versions("m") == ["1", "2", "3"]
+
+
+async def test_explicit_versions_compare_by_value(areg: AsyncRegistry) -> None:
+    for version in ["1.9", "1.10", "1.0.0-rc.1", "1.0.0", "2"]:
+        assert await areg.save("m", version, version=version) == version
+    assert await areg.load("m") == "2"
+    assert await areg.list_versions("m") == ["1.0.0-rc.1", "1.0.0", "1.9", "1.10", "2"]
+    assert await areg.load("m", version="1") == "1.0.0"  # same value, other spelling
+    assert await areg.load("m", version="1.10.0") == "1.10"
+    assert await areg.save("m", "next") == "3"  # auto continues after the greatest major
+
+
+async def test_same_value_other_spelling_is_a_conflict(areg: AsyncRegistry) -> None:
+    await areg.save("m", 1, version="1.0.0")
+    with pytest.raises(RegistryVersionConflict, match="already exists"):
+        await areg.save("m", 2, version="1.0")
+    assert await areg.load("m", version="1.0.0") == 1
+
+
+async def test_immutable_registry_refuses_overwrite(areg: AsyncRegistry) -> None:
+    await areg.save("m", 1, version="1")
+    with pytest.raises(RegistryConfigError, match="mutable"):
+        await areg.save("m", 2, version="1", on_conflict="overwrite")
+    with pytest.raises(ValueError, match="on_conflict"):
+        await areg.save("m", 2, version="1", on_conflict="replace")  # type: ignore[arg-type]
+
+
+async def test_mutable_overwrite_keeps_old_folder_for_the_janitor(
+    backend_factory: Callable[[], Backend],
+) -> None:
+    async with AsyncRegistry(backend_factory(), mutable=True, version_objects=True) as reg:
+        await reg.save("m", BIG + b"1", version="1")
+        first = await uuid_folders(reg.backend, "m")
+        await reg.save("m", BIG + b"2", version="1", on_conflict="overwrite")
+        assert await reg.load("m", version="1") == BIG + b"2"
+        both = await uuid_folders(reg.backend, "m")
+        assert first < both and len(both) == 2  # old folder still there for readers
+        report = await reg.janitor(grace=3600)
+        assert report.removed == [] and report.kept_recent == 1
+        report = await reg.janitor(grace=0)
+        assert report.removed == [f"objects/m/{next(iter(first))}"]
+        assert await uuid_folders(reg.backend, "m") == both - first
+        assert await reg.load("m", version="1") == BIG + b"2"
+
+
+async def test_unversioned_registry_keeps_one_version(
+    backend_factory: Callable[[], Backend],
+) -> None:
+    async with AsyncRegistry(backend_factory()) as reg:
+        assert await reg.save("cfg", {"a": 1}) == "1"
+        with pytest.raises(RegistryVersionConflict):
+            await reg.save("cfg", {"a": 2})
+        with pytest.raises(ValueError, match="version_objects"):
+            await reg.save("other", 1, version="2")
+        await reg.delete("cfg")
+        assert await reg.save("cfg", {"a": 3}) == "1"  # re-save after delete
+        assert await reg.load("cfg") == {"a": 3}
+
+
+async def test_settings_are_stored_and_checked_on_reopen(
+    backend_factory: Callable[[], Backend],
+) -> None:
+    async with AsyncRegistry(backend_factory(), mutable=True) as reg:
+        assert reg.mutable is True and reg.version_objects is False
+    async with AsyncRegistry(backend_factory()) as reg:
+        assert reg.mutable is True  # stored value wins when not given
+    reopened = AsyncRegistry(backend_factory(), mutable=False)
+    with pytest.raises(ValueError, match="created with mutable=True"):
+        await reopened.save("x", 1)
+
+
+# -- delete and tombstones ------------------------------------------------------------
+
+
+async def test_delete_version_and_all(areg: AsyncRegistry) -> None:
+    for i in range(3):
+        await areg.save("m", i)
+    await areg.delete("m", version="3")
+    assert await areg.list_versions("m") == ["1", "2"]
+    assert await areg.save("m", "new") == "4"  # 3 is never handed out again
+    with pytest.raises(RegistryObjectNotFound):
+        await areg.load("m", version="3")
+    await areg.delete("m")
+    assert await areg.list_objects() == []
+    assert not await areg.has_object("m")
+    assert await areg.save("m", "after") == "5"
+    assert await areg.save("m", "explicit", version="3") == "3"  # explicit re-save is allowed
+
+
+async def test_missing_objects_raise_not_found(areg: AsyncRegistry) -> None:
+    with pytest.raises(RegistryObjectNotFound, match="nope"):
+        await areg.load("nope")
+    with pytest.raises(KeyError):
+        await areg.load("nope", version="2")
+    with pytest.raises(RegistryObjectNotFound):
+        await areg.delete("nope")
+    with pytest.raises(RegistryObjectNotFound):
+        await areg.info("nope")
+    assert await areg.get("nope", "default") == "default"
+
+
+# -- queries ----------------------------------------------------------------------------
+
+
+async def test_info_forms(areg: AsyncRegistry) -> None:
+    await areg.save("a", {"x": 1}, metadata={"team": "cv"})
+    await areg.save("a", BIG, version="2.1")
+    await areg.save("b", "text")
+    one = await areg.info("a", "1")
+    assert isinstance(one, dict)
+    assert one["metadata"] == {"team": "cv"} and one["class"] == "builtins.dict"
+    assert one["inline"] is True
+    big = await areg.info("a", "latest")
+    assert isinstance(big, dict)
+    assert big["version"] == "2.1" and big["size"] == len(BIG) and big["inline"] is False
+    per_name = await areg.info("a")
+    assert isinstance(per_name, dict) and list(per_name) == ["1", "2.1"]
+    everything = await areg.info()
+    assert isinstance(everything, dict) and sorted(everything) == ["a", "b"]
+    assert await areg.list_objects() == ["a", "b"]
+    assert await areg.keys() == ["a", "b"]
+    assert await areg.has_object("a", "2.1.0") is True
+    assert await areg.has_object("a", "3") is False
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+async def test_batch_results_align_with_input_including_duplicates(areg: AsyncRegistry) -> None:
+    saved = await areg.save(["a", "b", "a", "bad/name"], [1, 2, 3, 4])
+    assert isinstance(saved, BatchResult)
+    assert saved.failed == [3] and saved.succeeded == [0, 1, 2]
+    assert isinstance(saved.errors[3], ValueError)
+    assert sorted([saved.results[0], saved.results[2]]) == ["1", "2"]  # type: ignore[type-var]
+    loaded = await areg.load(["a", "b", "missing", "a"], version=["1", "latest", "latest", "2"])
+    assert isinstance(loaded, BatchResult)
+    assert loaded.failed == [2] and isinstance(loaded.errors[2], RegistryObjectNotFound)
+    assert {loaded.results[0], loaded.results[3]} == {1, 3} and loaded.results[1] == 2
+    with pytest.raises(RegistryObjectNotFound):
+        loaded.raise_first()
+    has = await areg.has_object(["a", "zz"])
+    assert isinstance(has, BatchResult) and has.results == [True, False]
+    infos = await areg.info(["a", "zz"], version="1")
+    assert isinstance(infos, BatchResult) and infos.failed == [1]
+    deleted = await areg.delete(["b", "zz"])
+    assert isinstance(deleted, BatchResult) and deleted.failed == [1]
+    assert await areg.list_objects() == ["a"]
+
+
+async def test_batch_explicit_version_conflict_is_per_item(areg: AsyncRegistry) -> None:
+    result = await areg.save(["x", "x", "x"], [BIG, BIG + b"1", BIG + b"2"], version="1.0")
+    assert len(result.succeeded) == 1 and len(result.failed) == 2
+    assert all(isinstance(e, RegistryVersionConflict) for e in result.errors.values())
+    # the losers removed their own uuid folders
+    assert len(await uuid_folders(areg.backend, "x")) == 1
+
+
+async def test_batch_argument_lengths_are_checked(areg: AsyncRegistry) -> None:
+    with pytest.raises(ValueError, match="one per name"):
+        await areg.save(["a", "b"], [1])
+    with pytest.raises(ValueError, match="one per name"):
+        await areg.load(["a", "b"], version=["1"])
+
+
+async def test_iter_load_yields_everything_with_bounded_concurrency(areg: AsyncRegistry) -> None:
+    names = [f"n{i}" for i in range(40)]
+    await areg.save(names, list(range(40)))
+    got = {name: obj async for name, obj in areg.iter_load(names, limit=4)}
+    assert got == {f"n{i}": i for i in range(40)}
+    with pytest.raises(RegistryObjectNotFound):
+        async for _ in areg.iter_load(["n1", "missing"], limit=1):
+            pass
+
+
+# -- materializers -------------------------------------------------------------------------
+
+
+class OpaqueChild(Opaque):
+    pass
+
+
+class Model(pydantic.BaseModel):
+    a: int
+    b: list[str]
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: list[int]
+
+
+class Meters(float):
+    pass
+
+
+class UpperMaterializer(__import__("registry").BlobMaterializer):  # type: ignore[misc]
+    filename = "upper.txt"
+
+    def dumps(self, obj: Any) -> bytes:
+        return str(obj).upper().encode()
+
+    def loads(self, data: bytes, cls: type | None) -> Any:
+        return data.decode().lower()
+
+
+async def test_dataclass_and_numpy_and_pydantic(areg: AsyncRegistry) -> None:
+    await areg.save("p", Point(1, [2, 3]))
+    assert await areg.load("p") == Point(1, [2, 3])
+    assert (await areg.info("p", "1"))["materializer"].endswith("DataclassMaterializer")  # type: ignore[index]
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    await areg.save("arr", arr)
+    big = np.random.default_rng(0).random((1024, 1024))  # 8 MiB: streamed to a file
+    await areg.save("big", big)
+    np.testing.assert_array_equal(await areg.load("arr"), arr)
+    np.testing.assert_array_equal(await areg.load("big"), big)
+    await areg.save("model", Model(a=1, b=["x"]))
+    assert await areg.load("model") == Model(a=1, b=["x"])
+
+
+async def test_subclass_uses_parent_materializer_and_override(areg: AsyncRegistry) -> None:
+    await areg.save("d", Meters(2.5))
+    info = await areg.info("d", "1")
+    assert isinstance(info, dict)
+    assert info["materializer"].endswith("PickleMaterializer")  # float subclass: exact type kept
+    await areg.save("u", "hello", materializer=UpperMaterializer)
+    assert (await areg.backend.get(meta_key("u", "1"))).count(b"HELLO") == 0  # base64 inline
+    assert await areg.load("u") == "hello"
+
+
+async def test_register_materializer_persists_across_instances(
+    backend_factory: Callable[[], Backend],
+) -> None:
+    async with AsyncRegistry(backend_factory()) as reg:
+        await reg.register_materializer(Opaque, UpperMaterializer)
+        await reg.register_materializer("some.module.Other", UpperMaterializer)
+    async with AsyncRegistry(backend_factory()) as other:
+        table = await other.registered_materializers()
+        assert table[f"{__name__}.Opaque"].endswith("UpperMaterializer")
+        assert "some.module.Other" in table
+        await other.save("o", Opaque(3))
+        info = await other.info("o", "1")
+        assert isinstance(info, dict) and info["materializer"].endswith("UpperMaterializer")
+        await other.save("child", OpaqueChild(4))  # a subclass uses its parent's materializer
+        info = await other.info("child", "1")
+        assert isinstance(info, dict) and info["materializer"].endswith("UpperMaterializer")
+
+
+async def test_allow_pickle_false_refuses_pickles(backend_factory: Callable[[], Backend]) -> None:
+    async with AsyncRegistry(backend_factory()) as reg:
+        await reg.save("o", Opaque(1))
+        await reg.save("safe", {1: (2, 3)})  # builtin containers never need real pickle
+    async with AsyncRegistry(backend_factory(), allow_pickle=False) as strict:
+        with pytest.raises(PickleRefused, match="allow_pickle"):
+            await strict.load("o")
+        assert await strict.load("safe") == {1: (2, 3)}
+
+
+async def test_paths_round_trip(areg: AsyncRegistry, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.bin").write_bytes(BIG)
+    await areg.save("folder", src)
+    await areg.save("file", src / "a.txt")
+    folder = await areg.load("folder")
+    assert (folder / "a.txt").read_text() == "a" and (folder / "sub" / "b.bin").read_bytes() == BIG
+    assert (await areg.load("file")).read_text() == "a"
+
+
+# -- integrity and bad input -------------------------------------------------------------------
+
+
+async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
+    await areg.save("x", BIG)
+    info = await areg.info("x", "1")
+    assert isinstance(info, dict)
+    (filename,) = info["files"]
+    key = f"{objects_folder('x', info['uuid'])}/{filename}"
+    await areg.backend.put(key, BIG[:-1] + b"!")
+    with pytest.raises(RegistryIntegrityError, match="does not match"):
+        await areg.load("x")
+    assert await areg.load("x", verify="none") == BIG[:-1] + b"!"
+    await areg.backend.put(key, BIG[:1000])  # truncated
+    with pytest.raises(RegistryIntegrityError):
+        await areg.load("x")
+    await areg.backend.delete([key])
+    with pytest.raises(RegistryIntegrityError, match="missing|cannot read"):
+        await areg.load("x")
+
+
+async def test_tampered_inline_object_is_detected(areg: AsyncRegistry) -> None:
+    await areg.save("x", b"small")
+    meta = msgspec.json.decode(await areg.backend.get(meta_key("x", "1")))
+    meta["inline"] = msgspec.json.decode(msgspec.json.encode(b"other"))
+    await areg.backend.put(meta_key("x", "1"), msgspec.json.encode(meta))
+    with pytest.raises(RegistryIntegrityError):
+        await areg.load("x")
+
+
+@pytest.mark.parametrize("garbage", [b"{", b"not json", b'{"name": 1}', b"\xff\xfe"])
+async def test_corrupt_metadata_is_a_clear_error(areg: AsyncRegistry, garbage: bytes) -> None:
+    await areg.save("x", 1)
+    await areg.save("y", 2)
+    await areg.backend.put(meta_key("x", "1"), garbage)
+    with pytest.raises(RegistryCorruptMetadata, match=r"meta/x/1\.json"):
+        await areg.load("x")
+    assert await areg.load("y") == 2  # nothing else damaged
+
+
+async def test_bad_input_is_rejected_before_anything_is_written(areg: AsyncRegistry) -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        await areg.save("a/b", 1)
+    with pytest.raises(ValueError, match="letters, digits"):
+        await areg.save("a@1", 1)
+    with pytest.raises(TypeError, match="name must be a str"):
+        await areg.save(7, 1)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="version"):
+        await areg.save("a", 1, version="latest")
+    with pytest.raises(ValueError, match="version"):
+        await areg.save("a", 1, version="one")
+    with pytest.raises(TypeError, match="metadata"):
+        await areg.save("a", 1, metadata={"f": object()})
+    with pytest.raises(ValueError, match="verify"):
+        await areg.load("a", verify="sometimes")  # type: ignore[call-overload]
+    assert await areg.list_objects() == []
+    assert await uuid_folders(areg.backend, "a") == set()
+
+
+def test_every_error_shares_one_base() -> None:
+    for exc in (
+        RegistryObjectNotFound,
+        RegistryVersionConflict,
+        RegistryIntegrityError,
+        RegistryCorruptMetadata,
+        RegistryConfigError,
+        PickleRefused,
+    ):
+        assert issubclass(exc, RegistryError)
