@@ -192,10 +192,22 @@ class Registry:
     ) -> bool | BatchResult[bool]:
         return get_runner().run(self.async_registry.has_object(name, version))
 
+    @overload
+    def info(self, name: str | None = None, version: str | None = None) -> dict[str, Any]: ...
+
+    @overload
+    def info(
+        self, name: list[str], version: str | Sequence[str] | None = None
+    ) -> BatchResult[dict[str, Any]]: ...
+
     def info(
         self, name: str | list[str] | None = None, version: str | Sequence[str] | None = None
     ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
-        return get_runner().run(self.async_registry.info(name, version))
+        areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        result: dict[str, Any] | BatchResult[dict[str, Any]] = get_runner().run(
+            areg.info(name, version)
+        )
+        return result
 
     def list_objects(self) -> list[str]:
         return get_runner().run(self.async_registry.list_objects())

@@ -35,7 +35,7 @@ def main() -> None:
         assert (reg.load("demo:weights") == weights).all()
         print(
             f"saved demo:weights, a {weights.shape} array; metadata {reg.info('demo:weights', '1')['metadata']}"
-        )  # type: ignore[index]
+        )
     except ImportError:
         print("numpy not installed: skipping the array example")
 

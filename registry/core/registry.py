@@ -506,6 +506,14 @@ class AsyncRegistry:
         info = await self.backend.head(meta_key(name, key))
         return info is not None and info.size > 0
 
+    @overload
+    async def info(self, name: str | None = None, version: str | None = None) -> dict[str, Any]: ...
+
+    @overload
+    async def info(
+        self, name: list[str], version: str | Sequence[str] | None = None
+    ) -> BatchResult[dict[str, Any]]: ...
+
     async def info(
         self,
         name: str | list[str] | None = None,
