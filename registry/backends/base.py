@@ -9,6 +9,7 @@ these few calls in ``registry.core``.
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -45,12 +46,28 @@ class Backend(ABC):
         self.concurrency = concurrency
         self._runtime: dict[str, Any] = {}
 
+    def loop_state(self) -> dict[str, Any]:
+        """Runtime state of the running event loop (clients, limiter).
+
+        A backend used from a second loop (a new ``asyncio.run``, another
+        thread) gets fresh state there instead of objects bound to a loop
+        that may be gone.
+        """
+        import asyncio  # already imported whenever a loop is running
+
+        loop = asyncio.get_running_loop()
+        owner = self._runtime.get("loop")
+        if owner is None or owner() is not loop:
+            self._runtime = {"loop": weakref.ref(loop)}
+        return self._runtime
+
     @property
     def limiter(self) -> anyio.CapacityLimiter:
         """Bounds requests in flight on this backend (created on first use)."""
-        limiter = self._runtime.get("limiter")
+        state = self.loop_state()
+        limiter = state.get("limiter")
         if limiter is None:
-            limiter = self._runtime["limiter"] = anyio.CapacityLimiter(self.concurrency)
+            limiter = state["limiter"] = anyio.CapacityLimiter(self.concurrency)
         return limiter
 
     def __getstate__(self) -> dict[str, Any]:
