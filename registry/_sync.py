@@ -12,6 +12,7 @@ from typing import Any, overload
 from registry._runner import get_runner
 from registry.backends.base import Backend
 from registry.core.artifacts import Verify
+from registry.core.cache import DEFAULT_MAX_BYTES
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
 from registry.core.registry import (
     DEFAULT_INLINE_LIMIT,
@@ -41,6 +42,8 @@ class Registry:
         allow_pickle: bool = True,
         verify: Verify = "integrity",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> None:
         self._config: dict[str, Any] = {
             "location": location,
@@ -50,6 +53,8 @@ class Registry:
             "allow_pickle": allow_pickle,
             "verify": verify,
             "inline_limit": inline_limit,
+            "cache_dir": cache_dir,
+            "cache_max_bytes": cache_max_bytes,
         }
         self._lock = threading.Lock()
         self._generation = get_runner().generation
@@ -230,6 +235,9 @@ class Registry:
 
     def registered_materializers(self) -> dict[str, str]:
         return get_runner().run(self.async_registry.registered_materializers())
+
+    def clear_cache(self) -> None:
+        return get_runner().run(self.async_registry.clear_cache())
 
     def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         return get_runner().run(self.async_registry.janitor(grace, dry_run))

@@ -375,7 +375,7 @@ async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
     with pytest.raises(RegistryIntegrityError):
         await areg.load("x")
     await areg.backend.delete([key])
-    with pytest.raises(RegistryIntegrityError, match="missing|cannot read"):
+    with pytest.raises(RegistryIntegrityError, match="missing"):
         await areg.load("x")
 
 

@@ -39,6 +39,8 @@ class Backend(ABC):
     """
 
     uri: str
+    #: Remote backends get a local cache in front of them (DESIGN §7).
+    is_remote: bool = False
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         if concurrency < 1:

@@ -111,13 +111,26 @@ class LocalBackend(Backend):
                 folder.mkdir()
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                self._ensure_parent(folder)  # an ancestor was removed meanwhile
+                folder.mkdir(exist_ok=True)
             if self.fsync:
                 fsync_dir(folder.parent)
 
-    def _write_temp(self, path: Path, data: bytes | None, src: Path | None) -> Path:
-        self._ensure_parent(path)
+    def _open_temp(self, path: Path) -> tuple[Path, int]:
         tmp = path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        for _attempt in range(10):
+            self._ensure_parent(path)
+            try:
+                return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:
+                # A concurrent delete removed the folder once it looked empty;
+                # recreate it. With our temp file inside, it can't vanish again.
+                continue
+        raise BackendError(f"folder {path.parent} keeps disappearing while writing {path.name}")
+
+    def _write_temp(self, path: Path, data: bytes | None, src: Path | None) -> Path:
+        tmp, fd = self._open_temp(path)
         try:
             if data is not None:
                 view = memoryview(data)
@@ -226,8 +239,10 @@ class LocalBackend(Backend):
             path = self._path(key)
             try:
                 path.unlink()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+                if path.is_dir() or not path.exists():
+                    continue  # a folder is not a key; a missing key is not an error
+                raise
             parents.add(path.parent)
         # Remove folders left empty, deepest first, never the root itself.
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):

@@ -20,8 +20,10 @@ from typing import Any, Literal
 import anyio.to_thread
 
 from registry.backends.base import Backend
+from registry.core.cache import Cache
 from registry.core.exceptions import (
     MaterializerError,
+    ObjectNotFound,
     PickleRefused,
     RegistryIntegrityError,
 )
@@ -56,14 +58,22 @@ class Artifacts:
 
 
 async def write_artifacts(
-    backend: Backend, name: str, uuid: str, obj: Any, candidates: list[str], inline_limit: int
+    backend: Backend,
+    name: str,
+    uuid: str,
+    obj: Any,
+    candidates: list[str],
+    inline_limit: int,
+    cache: Cache | None = None,
 ) -> Artifacts:
     """Materialize ``obj`` with the first candidate that accepts it."""
     last: Exception | None = None
     for path in candidates:
         materializer = get_materializer(path)
         try:
-            files, inline = await _write_with(backend, name, uuid, obj, materializer, inline_limit)
+            files, inline = await _write_with(
+                backend, name, uuid, obj, materializer, inline_limit, cache
+            )
         except Unsupported as exc:
             last = exc
             await delete_folder(backend, name, uuid, files=None)
@@ -79,6 +89,7 @@ async def _write_with(
     obj: Any,
     materializer: Materializer,
     inline_limit: int,
+    cache: Cache | None,
 ) -> tuple[dict[str, FileEntry], bytes | None]:
     if isinstance(materializer, BlobMaterializer):
         estimate = materializer.estimate_size(obj)
@@ -91,8 +102,16 @@ async def _write_with(
             if len(data) <= inline_limit:
                 return {filename: entry_for(data)}, data
             await backend.put(f"{objects_folder(name, uuid)}/{filename}", data)
+            if cache is not None:  # write through: a save-then-load does not download
+                await anyio.to_thread.run_sync(_cache_blob, cache, name, uuid, filename, data)
             return {filename: entry_for(data)}, None
-    return await _write_folder(backend, name, uuid, obj, materializer), None
+    return await _write_folder(backend, name, uuid, obj, materializer, cache), None
+
+
+def _cache_blob(cache: Cache, name: str, uuid: str, filename: str, data: bytes) -> None:
+    tmp = cache.new_tmp()
+    (tmp / filename).write_bytes(data)
+    cache.adopt(name, uuid, tmp)
 
 
 def _materialize(materializer: Materializer, obj: Any, folder: Path) -> dict[str, FileEntry]:
@@ -108,7 +127,12 @@ def _materialize(materializer: Materializer, obj: Any, folder: Path) -> dict[str
 
 
 async def _write_folder(
-    backend: Backend, name: str, uuid: str, obj: Any, materializer: Materializer
+    backend: Backend,
+    name: str,
+    uuid: str,
+    obj: Any,
+    materializer: Materializer,
+    cache: Cache | None,
 ) -> dict[str, FileEntry]:
     prefix = objects_folder(name, uuid)
     in_place = backend.local_path(prefix)
@@ -116,7 +140,11 @@ async def _write_folder(
         files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place)
         await backend.flush([f"{prefix}/{rel}" for rel in files])
         return files
-    folder = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
+    # Materialize into the cache's temp area (or a temp folder), upload from
+    # there, then keep it as the cached copy of the new uuid folder.
+    make_tmp = cache.new_tmp if cache is not None else lambda: Path(tempfile.mkdtemp())
+    folder = await anyio.to_thread.run_sync(make_tmp)
+    adopted = False
     try:
         files = await anyio.to_thread.run_sync(_materialize, materializer, obj, folder)
 
@@ -125,9 +153,13 @@ async def _write_folder(
 
         uploaded = await fanout(upload, list(files), limit=backend.concurrency)
         uploaded.raise_first()
+        if cache is not None:
+            await anyio.to_thread.run_sync(cache.adopt, name, uuid, folder)
+            adopted = True
         return files
     finally:
-        await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+        if not adopted:
+            await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
 
 
 async def delete_folder(
@@ -180,7 +212,12 @@ def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
 
 
 async def read_artifacts(
-    backend: Backend, meta: ObjectMeta, *, verify: Verify, allow_pickle: bool
+    backend: Backend,
+    meta: ObjectMeta,
+    *,
+    verify: Verify,
+    allow_pickle: bool,
+    cache: Cache | None = None,
 ) -> Any:
     where = f"{meta.name}@{meta.version}"
     materializer = get_materializer(meta.materializer)
@@ -206,25 +243,51 @@ async def read_artifacts(
         return await anyio.to_thread.run_sync(
             _load_folder, materializer, meta, in_place, cls, verify, where
         )
-    folder = Path(await anyio.to_thread.run_sync(tempfile.mkdtemp))
+    if cache is not None:
+        cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
+        if cached is not None:
+            try:
+                return await anyio.to_thread.run_sync(
+                    _load_folder, materializer, meta, cached, cls, verify, where
+                )
+            except RegistryIntegrityError:
+                # Damaged or evicted under us: drop the copy and fetch again.
+                await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+    make_tmp = cache.new_tmp if cache is not None else lambda: Path(tempfile.mkdtemp())
+    folder = await anyio.to_thread.run_sync(make_tmp)
     try:
-
-        async def download(rel: str) -> None:
-            dest = folder / rel
-            await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-            await backend.get_file(f"{prefix}/{rel}", dest)
-
-        downloaded = await fanout(download, list(meta.files), limit=backend.concurrency)
-        if downloaded.errors:
-            raise RegistryIntegrityError(
-                f"{where}: cannot read artifact(s) of its uuid folder "
-                f"({downloaded.errors[downloaded.failed[0]]}); restore them or save again"
+        await _download(backend, meta, folder, where)
+        if verify != "none":
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+        if cache is not None:
+            final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
+            return await anyio.to_thread.run_sync(
+                _load_folder, materializer, meta, final, cls, "none", where
             )
         return await anyio.to_thread.run_sync(
-            _load_folder, materializer, meta, folder, cls, verify, where
+            _load_folder, materializer, meta, folder, cls, "none", where
         )
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+
+
+async def _download(backend: Backend, meta: ObjectMeta, folder: Path, where: str) -> None:
+    prefix = objects_folder(meta.name, meta.uuid)
+
+    async def download(rel: str) -> None:
+        dest = folder / rel
+        await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        await backend.get_file(f"{prefix}/{rel}", dest)
+
+    downloaded = await fanout(download, list(meta.files), limit=backend.concurrency)
+    for index in downloaded.failed:
+        error = downloaded.errors[index]
+        if isinstance(error, ObjectNotFound):
+            raise RegistryIntegrityError(
+                f"{where}: artifact {error} is missing on {backend.uri}; restore it or save "
+                "the object again"
+            ) from error
+        raise error
 
 
 def _load_folder(

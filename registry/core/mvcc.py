@@ -59,16 +59,21 @@ def decode_meta(data: bytes, where: str) -> ObjectMeta:
         ) from None
 
 
-async def read_meta(backend: Backend, name: str, version_key: str) -> ObjectMeta | None:
-    """The committed metadata, or None if the version is missing or deleted."""
-    key = meta_key(name, version_key)
+async def read_meta_bytes(backend: Backend, name: str, version_key: str) -> bytes | None:
+    """The committed metadata file, or None if the version is missing or deleted."""
     try:
-        data = await backend.get(key)
+        data = await backend.get(meta_key(name, version_key))
     except ObjectNotFound:
         return None
-    if data == TOMBSTONE:
+    return None if data == TOMBSTONE else data
+
+
+async def read_meta(backend: Backend, name: str, version_key: str) -> ObjectMeta | None:
+    """The committed metadata, or None if the version is missing or deleted."""
+    data = await read_meta_bytes(backend, name, version_key)
+    if data is None:
         return None
-    return decode_meta(data, f"{backend.uri}/{key}")
+    return decode_meta(data, f"{backend.uri}/{meta_key(name, version_key)}")
 
 
 async def commit_explicit(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import anyio
+import anyio.to_thread
 import msgspec
 
 from registry.backends.base import Backend
@@ -23,6 +24,7 @@ from registry.core.artifacts import (
     read_artifacts,
     write_artifacts,
 )
+from registry.core.cache import DEFAULT_MAX_BYTES, Cache, default_cache_root
 from registry.core.exceptions import (
     ObjectNotFound,
     PreconditionFailed,
@@ -98,6 +100,8 @@ class AsyncRegistry:
         allow_pickle: bool = True,
         verify: Verify = "integrity",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> None:
         if backend is not None and location is not None:
             raise ValueError("pass either a location or backend=, not both")
@@ -114,6 +118,15 @@ class AsyncRegistry:
         self.inline_limit = inline_limit
         self._requested = {"mutable": mutable, "version_objects": version_objects}
         self._settings: RegistrySettings | None = None
+        self._cache = (
+            Cache(
+                Path(cache_dir) if cache_dir is not None else default_cache_root(),
+                backend.uri,
+                max_bytes=cache_max_bytes,
+            )
+            if backend.is_remote
+            else None
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.uri!r})"
@@ -275,7 +288,9 @@ class AsyncRegistry:
         else:
             choices = [materializer]
         uid = uuidlib.uuid4().hex
-        artifacts = await write_artifacts(self.backend, name, uid, obj, choices, self.inline_limit)
+        artifacts = await write_artifacts(
+            self.backend, name, uid, obj, choices, self.inline_limit, self._cache
+        )
         meta = ObjectMeta(
             name=name,
             version="",
@@ -294,19 +309,28 @@ class AsyncRegistry:
                 def encode(v: str) -> bytes:
                     return _encode_meta(meta, v)
 
-                return await mvcc.commit_auto(self.backend, name, encode)
-            meta_bytes = _encode_meta(meta, explicit.spelling)
-            await mvcc.commit_explicit(
-                self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
-            )
-            return explicit.spelling
+                saved = await mvcc.commit_auto(self.backend, name, encode)
+                meta_bytes = encode(saved)
+            else:
+                meta_bytes = _encode_meta(meta, explicit.spelling)
+                await mvcc.commit_explicit(
+                    self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
+                )
+                saved = explicit.spelling
         except RegistryVersionConflict:
             # Only a lost race is known not to have committed; after any other
             # failure the commit may have landed, so the janitor decides later.
             if artifacts.inline is None:
                 with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                     await delete_folder(self.backend, name, uid, artifacts.files)
+                    if self._cache is not None:
+                        await anyio.to_thread.run_sync(self._cache.discard, name, uid)
             raise
+        if self._cache is not None:
+            await anyio.to_thread.run_sync(
+                self._cache.write_meta, name, Version(saved).key, meta_bytes
+            )
+        return saved
 
     def _explicit_version(self, version: str | None, settings: RegistrySettings) -> Version | None:
         if not settings.version_objects:
@@ -369,9 +393,9 @@ class AsyncRegistry:
         return await self._load_one(name, version, level)
 
     async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
-        meta = await self._meta(name, version)
+        meta = await self._meta(name, version, verify)
         return await read_artifacts(
-            self.backend, meta, verify=verify, allow_pickle=self.allow_pickle
+            self.backend, meta, verify=verify, allow_pickle=self.allow_pickle, cache=self._cache
         )
 
     async def iter_load(
@@ -417,7 +441,12 @@ class AsyncRegistry:
             if pending:
                 await asyncio.wait(pending)
 
-    async def _meta(self, name: str, version: str) -> ObjectMeta:
+    async def _meta(self, name: str, version: str, verify: Verify | None = None) -> ObjectMeta:
+        """Committed metadata of a version ("latest" resolved by listing).
+
+        With a cache (remote backends), "none" and "integrity" trust cached
+        metadata for a concrete version; "full" always reads the backend.
+        """
         validate_name(name)
         settings = await self._open()
         if version == LATEST:
@@ -430,10 +459,21 @@ class AsyncRegistry:
                 key = live[-1][0].key
         else:
             key = Version(version).key
-        meta = await mvcc.read_meta(self.backend, name, key)
-        if meta is None:
+        where = f"{self.backend.uri}/{meta_key(name, key)}"
+        cache = self._cache
+        if cache is not None and (verify or self.verify) != "full":
+            cached = cache.read_meta(name, key)
+            if cached is not None:
+                return mvcc.decode_meta(cached, where)
+        data = await mvcc.read_meta_bytes(self.backend, name, key)
+        if data is None:
+            if cache is not None:
+                await anyio.to_thread.run_sync(cache.drop_meta, name, key)
             what = f"{name!r}" if version == LATEST else f"{name}@{version}"
             raise RegistryObjectNotFound(f"no object {what} in {self.backend.uri}")
+        meta = mvcc.decode_meta(data, where)
+        if cache is not None:
+            await anyio.to_thread.run_sync(cache.write_meta, name, key, data)
         return meta
 
     # -- delete ----------------------------------------------------------------
@@ -473,9 +513,11 @@ class AsyncRegistry:
                 raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
             targets = [v for v, _ in live]
         else:
-            targets = [Version((await self._meta(name, version)).version)]
+            targets = [Version((await self._meta(name, version, "full")).version)]
         for target in targets:
             await mvcc.tombstone(self.backend, name, target)
+            if self._cache is not None:
+                await anyio.to_thread.run_sync(self._cache.drop_meta, name, target.key)
 
     # -- queries ---------------------------------------------------------------
 
@@ -633,6 +675,11 @@ class AsyncRegistry:
     async def registered_materializers(self) -> dict[str, str]:
         """The stored class -> materializer table (built-ins not included)."""
         return dict((await self._refresh_settings()).materializers)
+
+    async def clear_cache(self) -> None:
+        """Empty this registry's local cache (remote backends only; else a no-op)."""
+        if self._cache is not None:
+            await anyio.to_thread.run_sync(self._cache.clear)
 
     async def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         """Remove uuid folders that no version references (see core.janitor)."""

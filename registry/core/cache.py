@@ -1,0 +1,188 @@
+"""Local cache of remote registries (DESIGN §7).
+
+Layout under ``<cache root>/<hash of the backend uri>/``:
+
+    meta/<name>/<version key>.json     metadata as last read or written
+    objects/<name>/<uuid>/<files...>   artifact folders, complete or absent
+    tmp/                               downloads and saves in progress
+
+A uuid folder never changes after its commit, so a cached folder is valid
+forever for its uuid; only the version -> uuid mapping (the metadata) can go
+stale, on mutable registries. Folders appear in one atomic rename of a
+completely written temp folder, so concurrent processes need no locks: the
+loser of a rename race just drops its copy. Least recently used folders are
+evicted above ``max_bytes`` (use refreshes a folder's mtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+DEFAULT_MAX_BYTES = 20 * 1024**3
+STALE_TMP_SECONDS = 3600.0
+
+
+def default_cache_root() -> Path:
+    """``$REGISTRY_CACHE``, else ``$XDG_CACHE_HOME/registry`` (``~/.cache/registry``)."""
+    if root := os.environ.get("REGISTRY_CACHE"):
+        return Path(root).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home) / "registry"
+
+
+class Cache:
+    """Blocking helpers; callers run them in worker threads."""
+
+    def __init__(self, root: Path, uri: str, *, max_bytes: int | None = DEFAULT_MAX_BYTES):
+        digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
+        self.root = root / digest
+        self.max_bytes = max_bytes
+        self._tmp_swept = False
+        self._approx_bytes: int | None = None  # this process's running estimate
+
+    # -- metadata ---------------------------------------------------------------
+
+    def _meta_path(self, name: str, version_key: str) -> Path:
+        return self.root / "meta" / name / f"{version_key}.json"
+
+    def read_meta(self, name: str, version_key: str) -> bytes | None:
+        try:
+            return self._meta_path(name, version_key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def write_meta(self, name: str, version_key: str, data: bytes) -> None:
+        path = self._meta_path(name, version_key)
+        tmp = self.new_tmp() / "meta.json"
+        tmp.write_bytes(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+    def drop_meta(self, name: str, version_key: str) -> None:
+        self._meta_path(name, version_key).unlink(missing_ok=True)
+
+    # -- artifact folders -------------------------------------------------------
+
+    def folder(self, name: str, uuid: str) -> Path:
+        return self.root / "objects" / name / uuid
+
+    def lookup(self, name: str, uuid: str) -> Path | None:
+        """The cached folder, marked as just used; None if not cached."""
+        folder = self.folder(name, uuid)
+        try:
+            os.utime(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return folder
+
+    def new_tmp(self) -> Path:
+        if not self._tmp_swept:
+            self._tmp_swept = True
+            self._sweep_tmp()
+        path = self.root / "tmp" / uuidlib.uuid4().hex
+        path.mkdir(parents=True)
+        return path
+
+    def adopt(self, name: str, uuid: str, tmp: Path) -> Path:
+        """Move a complete temp folder into place (atomic); keep the first copy."""
+        final = self.folder(name, uuid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process got there first
+            return final
+        self._account(_folder_size(final))
+        return final
+
+    def discard(self, name: str, uuid: str) -> None:
+        """Remove a cached folder (damaged, or its save lost the race)."""
+        self._remove(self.folder(name, uuid))
+
+    def _remove(self, folder: Path) -> None:
+        # Rename first, so readers never see a half-deleted folder.
+        trash_dir = self.root.parent if folder == self.root else self.root / "tmp"
+        trash = trash_dir / f".trash-{uuidlib.uuid4().hex}"
+        try:
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, trash)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    # -- housekeeping -----------------------------------------------------------
+
+    def _account(self, added: int) -> None:
+        # A full scan only when the running estimate crosses the cap, so an
+        # adopt costs O(1) until eviction is due.
+        if self.max_bytes is None:
+            return
+        if self._approx_bytes is None:
+            self._approx_bytes = self._scan_total()
+        else:
+            self._approx_bytes += added
+        if self._approx_bytes > self.max_bytes:
+            self.evict()
+
+    def _scan_total(self) -> int:
+        return sum(_folder_size(f) for d in _subdirs(self.root / "objects") for f in _subdirs(d))
+
+    def evict(self) -> int:
+        """Remove least recently used folders until under ``max_bytes``."""
+        if self.max_bytes is None:
+            return 0
+        folders: list[tuple[float, int, Path]] = []
+        total = 0
+        objects = self.root / "objects"
+        for name_dir in _subdirs(objects):
+            for folder in _subdirs(name_dir):
+                size = _folder_size(folder)
+                folders.append((folder.stat().st_mtime, size, folder))
+                total += size
+        removed = 0
+        for _mtime, size, folder in sorted(folders):
+            if total <= self.max_bytes:
+                break
+            self._remove(folder)
+            total -= size
+            removed += 1
+        self._approx_bytes = total
+        return removed
+
+    def clear(self) -> None:
+        self._remove(self.root)
+        self._approx_bytes = None
+
+    def _sweep_tmp(self) -> None:
+        """Remove temp folders a crashed process left behind."""
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for path in _subdirs(self.root / "tmp"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    shutil.rmtree(path, ignore_errors=True)
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        return [p for p in path.iterdir() if p.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for filename in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(dirpath, filename)).st_size
+    return total
