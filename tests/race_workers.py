@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from registry import AsyncRegistry
 from registry.backends.local import LocalBackend
@@ -78,8 +78,9 @@ def run_reporting(out: str, main: Callable[[], Awaitable[Any]]) -> None:
     try:
         result = asyncio.run(main())
     except BaseException as exc:
+        # Reported, not raised: the test shows this traceback in its failure.
         write_json(out, {"crashed": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"})
-        raise
+        return
     write_json(out, {"result": result})
 
 
@@ -211,39 +212,37 @@ def crash_writer(root: str, run: int, progress: str) -> None:
     """Auto-save "crash:auto" forever, appending "version tag" to ``progress``
     after each save returns. The test kills it with SIGKILL."""
 
-    async def main() -> None:
+    async def main(log: TextIO) -> None:
         async with open_registry(root, version_objects=True) as reg:
-            with open(progress, "a") as log:
-                seq = 0
-                while True:
-                    tag = f"run{run}-{seq}"
-                    version = await reg.save(
-                        "crash:auto", crash_payload(seq, tag), metadata={"tag": tag}
-                    )
-                    log.write(f"{version} {tag}\n")
-                    log.flush()
-                    seq += 1
+            seq = 0
+            while True:
+                tag = f"run{run}-{seq}"
+                version = await reg.save(
+                    "crash:auto", crash_payload(seq, tag), metadata={"tag": tag}
+                )
+                log.write(f"{version} {tag}\n")
+                log.flush()
+                seq += 1
 
-    asyncio.run(main())
+    with open(progress, "a") as log:
+        asyncio.run(main(log))
 
 
 def crash_overwriter(root: str, first: int, progress: str) -> None:
     """Overwrite "crash:mutable" with counters from ``first`` on, forever,
     appending each counter to ``progress`` once its save has returned."""
 
-    async def main() -> None:
+    async def main(log: TextIO) -> None:
         async with open_registry(root, mutable=True) as reg:
-            with open(progress, "a") as log:
-                counter = first
-                while True:
-                    await reg.save(
-                        "crash:mutable", overwrite_payload(counter), on_conflict="overwrite"
-                    )
-                    log.write(f"{counter}\n")
-                    log.flush()
-                    counter += 1
+            counter = first
+            while True:
+                await reg.save("crash:mutable", overwrite_payload(counter), on_conflict="overwrite")
+                log.write(f"{counter}\n")
+                log.flush()
+                counter += 1
 
-    asyncio.run(main())
+    with open(progress, "a") as log:
+        asyncio.run(main(log))
 
 
 CRASH_POINTS = ("before-commit", "during-meta-write", "during-artifact-write")
@@ -286,3 +285,37 @@ def die_at(root: str, point: str, name: str, size: int) -> None:
             await reg.save(name, make_payload(name, size))
 
     asyncio.run(main())
+
+
+# -- used by the tests (parent side) -------------------------------------------------
+
+PROCESS_TIMEOUT = 45.0
+
+
+def spawn_context() -> Any:
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
+def join_all(procs: list[Any], timeout: float = PROCESS_TIMEOUT) -> None:
+    """Wait for every process; kill them all and fail if one hangs or fails."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    hung = [p.name for p in procs if p.is_alive()]
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+    assert not hung, f"processes {hung} still running after {timeout}s: a hang"
+    failed = {p.name: p.exitcode for p in procs if p.exitcode != 0}
+    assert not failed, f"processes exited with errors: {failed}"
+
+
+def read_report(out: str) -> Any:
+    """The result a worker wrote with ``run_reporting``; fails on its error."""
+    with open(out) as f:
+        report = json.load(f)
+    assert "crashed" not in report, f"worker {out} failed:\n{report['crashed']}"
+    return report["result"]

@@ -12,6 +12,7 @@ Blocking file work runs as whole functions in worker threads, one hop per call.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -290,13 +291,23 @@ class LocalBackend(Backend):
         return out
 
     def _remove_stale_temp_sync(self, older_than: float, dry_run: bool) -> int:
+        """Remove old temp/lock files, then folders a crash left empty.
+
+        Bottom-up, and a folder's age is read before its temp files go, so a
+        folder a writer has just created (young mtime) is never removed.
+        """
         cutoff = time.time() - older_than
         count = 0
-        for dirpath, _dirs, filenames in os.walk(self.root):
+        for dirpath, _dirs, filenames in os.walk(self.root, topdown=False):
+            folder = Path(dirpath)
+            try:
+                folder_mtime = folder.stat().st_mtime
+            except FileNotFoundError:
+                continue
             for filename in filenames:
                 if not is_temp_name(filename):
                     continue
-                path = Path(dirpath) / filename
+                path = folder / filename
                 try:
                     if path.stat().st_mtime >= cutoff:
                         continue
@@ -305,6 +316,9 @@ class LocalBackend(Backend):
                 except FileNotFoundError:
                     continue
                 count += 1
+            if folder != self.root and folder_mtime < cutoff and not dry_run:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # fails harmlessly unless empty
         return count
 
     def _flush_sync(self, keys: Sequence[str]) -> None:
