@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -30,6 +31,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._stop: asyncio.Event | None = None
 
     def _start(self) -> asyncio.AbstractEventLoop:
         import asyncio  # deferred: it costs more to import than the rest of registry
@@ -38,16 +40,23 @@ class Runner:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
+                stop = asyncio.Event()
+
+                async def serve() -> None:
+                    # One long-lived root task: anyio ties its worker threads
+                    # to the root task, so with run_forever() every call was
+                    # its own root and started and joined a fresh thread.
+                    ready.set()
+                    await stop.wait()
 
                 def main() -> None:
                     asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
+                    loop.run_until_complete(serve())
 
                 thread = threading.Thread(target=main, name="registry-runner", daemon=True)
                 thread.start()
                 ready.wait()
-                self._thread, self._loop = thread, loop
+                self._thread, self._loop, self._stop = thread, loop, stop
             return self._loop
 
     def in_runner_thread(self) -> bool:
@@ -62,17 +71,29 @@ class Runner:
                 "thread (inside a materializer or callback run by the registry); this "
                 "would deadlock: use AsyncRegistry and await it there instead"
             )
-        import asyncio
+        if sys.is_finalizing():
+            # After the atexit shutdown a new loop thread can never start.
+            coro.close()
+            raise RuntimeError("the registry runner has shut down (the interpreter is exiting)")
 
-        future = asyncio.run_coroutine_threadsafe(coro, self._start())
+        loop = self._start()
+        done = threading.Event()
+        box: dict[str, asyncio.Task[T]] = {}
+
+        def submit() -> None:
+            task = box["task"] = loop.create_task(coro)
+            task.add_done_callback(lambda _: done.set())
+
+        loop.call_soon_threadsafe(submit)
         try:
-            return future.result()
+            done.wait()
         except KeyboardInterrupt:
-            # Ctrl-C while waiting: cancel the operation, then let it propagate.
-            future.cancel()
-            with contextlib.suppress(BaseException):
-                future.result(timeout=_SHUTDOWN_TIMEOUT)
+            # Ctrl-C while waiting: cancel the operation and wait until it
+            # has really stopped, then let the interrupt propagate.
+            loop.call_soon_threadsafe(lambda: box["task"].cancel())
+            done.wait(_SHUTDOWN_TIMEOUT)
             raise
+        return box["task"].result()
 
     def register_closer(self, owner: Any) -> None:
         """``owner.aclose()`` is awaited on the loop at interpreter exit."""
@@ -91,7 +112,12 @@ class Runner:
 
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(close_all(), loop).result(_SHUTDOWN_TIMEOUT)
-        loop.call_soon_threadsafe(loop.stop)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(loop.shutdown_asyncgens(), loop).result(
+                _SHUTDOWN_TIMEOUT
+            )
+        if self._stop is not None:
+            loop.call_soon_threadsafe(self._stop.set)
         thread.join(_SHUTDOWN_TIMEOUT)
         if not thread.is_alive():
             loop.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
@@ -23,6 +24,12 @@ from registry.core.registry import (
 )
 from registry.core.types import BatchResult
 from registry.core.versions import LATEST
+
+
+async def _anext(agen: Any) -> Any:
+    # __anext__ runs on the runner loop, so the loop's async-generator hooks
+    # track agen (shutdown_asyncgens closes it; gc finalizes it on the loop).
+    return await agen.__anext__()
 
 
 class Registry:
@@ -181,11 +188,12 @@ class Registry:
         try:
             while True:
                 try:
-                    yield get_runner().run(agen.__anext__())
+                    yield get_runner().run(_anext(agen))
                 except StopAsyncIteration:
                     return
         finally:
-            get_runner().run(agen.aclose())
+            if not sys.is_finalizing():  # at exit the runner already closed agen
+                get_runner().run(agen.aclose())
 
     def delete(
         self, name: str | list[str], *, version: str | Sequence[str | None] | None = None
@@ -243,6 +251,18 @@ class Registry:
         return get_runner().run(self.async_registry.janitor(grace, dry_run))
 
     @property
+    def allow_pickle(self) -> bool:
+        return self.async_registry.allow_pickle
+
+    @property
+    def verify(self) -> Verify:
+        return self.async_registry.verify
+
+    @property
+    def inline_limit(self) -> int:
+        return self.async_registry.inline_limit
+
+    @property
     def mutable(self) -> bool | None:
         return self.async_registry.mutable
 
@@ -263,7 +283,7 @@ class Registry:
         if isinstance(key, list):
             names, versions = zip(*map(parse_key, key), strict=True) if key else ((), ())
             explicit = [None if v == LATEST else v for v in versions]
-            self.save(list(names), value, version=explicit)
+            self.save(list(names), value, version=explicit).raise_first()
             return
         name, version = parse_key(key)
         self.save(name, value, version=None if version == LATEST else version)
@@ -271,7 +291,11 @@ class Registry:
     def __delitem__(self, key: str | list[str]) -> None:
         if isinstance(key, list):
             names, versions = zip(*map(parse_key, key), strict=True) if key else ((), ())
-            self.delete(list(names), version=[None if v == LATEST else v for v in versions])
+            result = self.delete(
+                list(names), version=[None if v == LATEST else v for v in versions]
+            )
+            if result is not None:
+                result.raise_first()
             return
         name, version = parse_key(key)
         self.delete(name, version=None if version == LATEST else version)

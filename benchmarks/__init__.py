@@ -1,0 +1,1 @@
+"""Benchmarks for the registry: run ``make bench`` or ``python -m benchmarks.run --help``."""
