@@ -427,3 +427,16 @@ def test_every_error_shares_one_base() -> None:
         PickleRefused,
     ):
         assert issubclass(exc, RegistryError)
+
+
+async def test_tampered_large_object_is_detected_while_loading(areg: AsyncRegistry) -> None:
+    huge = bytes(range(256)) * (9 * 4096)  # 9 MiB: verified in parallel with the load
+    await areg.save("x", huge)
+    info = await areg.info("x", "1")
+    (filename,) = info["files"]
+    key = f"{objects_folder('x', info['uuid'])}/{filename}"
+    await areg.backend.put(key, huge[:-1] + b"!")
+    with pytest.raises(RegistryIntegrityError, match="does not match"):
+        await areg.load("x")
+    await areg.backend.put(key, huge)
+    assert await areg.load("x") == huge

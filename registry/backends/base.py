@@ -117,6 +117,13 @@ class Backend(ABC):
         (ending in '/').
         """
 
+    async def list_children(self, prefix: str) -> Sequence[str]:
+        """Keys of the files directly under a folder prefix, without sizes.
+
+        Backends that can list names faster than full FileInfo override it.
+        """
+        return [e.key async for e in self.list(prefix, delimiter="/") if not isinstance(e, str)]
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""
 

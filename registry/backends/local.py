@@ -112,17 +112,16 @@ class LocalBackend(Backend):
                 folder.mkdir()
             except FileExistsError:
                 continue
-            except FileNotFoundError:
-                self._ensure_parent(folder)  # an ancestor was removed meanwhile
-                folder.mkdir(exist_ok=True)
+            # FileNotFoundError (an ancestor pruned meanwhile) propagates:
+            # _open_temp retries the whole walk.
             if self.fsync:
                 fsync_dir(folder.parent)
 
     def _open_temp(self, path: Path) -> tuple[Path, int]:
         tmp = path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
-        for _attempt in range(10):
-            self._ensure_parent(path)
+        for _attempt in range(100):
             try:
+                self._ensure_parent(path)
                 return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
                 # A concurrent delete removed the folder once it looked empty;
@@ -383,6 +382,23 @@ class LocalBackend(Backend):
             )
         for entry in entries:
             yield entry
+
+    def _list_children_sync(self, prefix: str) -> Sequence[str]:
+        base = self._path(prefix.rstrip("/"))
+        try:
+            # scandir's file type comes from the directory entry: no stat per file.
+            with os.scandir(base) as entries:
+                names = [e.name for e in entries if e.is_file() and not is_temp_name(e.name)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [prefix + name for name in sorted(names)]
+
+    async def list_children(self, prefix: str) -> Sequence[str]:
+        if self.inline_reads:
+            return self._list_children_sync(prefix)
+        return await anyio.to_thread.run_sync(
+            self._list_children_sync, prefix, limiter=self.limiter
+        )
 
     def local_path(self, key: str) -> Path:
         return self._path(key)

@@ -240,16 +240,12 @@ async def read_artifacts(
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
-        return await anyio.to_thread.run_sync(
-            _load_folder, materializer, meta, in_place, cls, verify, where
-        )
+        return await _load_verified(materializer, meta, in_place, cls, verify, where)
     if cache is not None:
         cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
         if cached is not None:
             try:
-                return await anyio.to_thread.run_sync(
-                    _load_folder, materializer, meta, cached, cls, verify, where
-                )
+                return await _load_verified(materializer, meta, cached, cls, verify, where)
             except RegistryIntegrityError:
                 # Damaged or evicted under us: drop the copy and fetch again.
                 await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
@@ -288,6 +284,54 @@ async def _download(backend: Backend, meta: ObjectMeta, folder: Path, where: str
                 "the object again"
             ) from error
         raise error
+
+
+PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
+
+
+async def _load_verified(
+    materializer: Materializer,
+    meta: ObjectMeta,
+    folder: Path,
+    cls: type | None,
+    verify: Verify,
+    where: str,
+) -> Any:
+    """Load from ``folder``, verifying first, or, for large objects whose
+    materializer reads untrusted bytes safely, in a parallel thread (hashing
+    releases the GIL, so both passes run at once on two cores)."""
+    if (
+        verify == "none"
+        or meta.size < PARALLEL_VERIFY_BYTES
+        or not materializer.loads_untrusted_safely
+    ):
+        return await anyio.to_thread.run_sync(
+            _load_folder, materializer, meta, folder, cls, verify, where
+        )
+    verify_error: RegistryIntegrityError | None = None
+
+    async def check() -> None:
+        nonlocal verify_error
+        try:
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+        except RegistryIntegrityError as exc:
+            verify_error = exc
+
+    load_error: Exception | None = None
+    result: Any = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(check)
+        try:
+            result = await anyio.to_thread.run_sync(
+                _load_folder, materializer, meta, folder, cls, "none", where
+            )
+        except Exception as exc:
+            load_error = exc
+    if verify_error is not None:  # explains a load error too: report it first
+        raise verify_error
+    if load_error is not None:
+        raise load_error
+    return result
 
 
 def _load_folder(

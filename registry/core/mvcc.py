@@ -21,7 +21,7 @@ from registry.core.exceptions import (
     RegistryCorruptMetadata,
     RegistryVersionConflict,
 )
-from registry.core.layout import meta_key, meta_prefix
+from registry.core.layout import META_SUFFIX, meta_key, meta_prefix
 from registry.core.types import ObjectMeta, meta_decoder
 from registry.core.versions import Version, version_from_key
 
@@ -107,9 +107,30 @@ async def commit_explicit(
     )
 
 
+async def version_keys(backend: Backend, name: str) -> list[Version]:
+    """Every version stored for ``name`` (tombstones included), from names only."""
+    found = []
+    for key in await backend.list_children(meta_prefix(name)):
+        if key.endswith(META_SUFFIX):
+            version = version_from_key(key.rsplit("/", 1)[1][: -len(META_SUFFIX)])
+            if version is not None:
+                found.append(version)
+    return found
+
+
 async def next_free_number(backend: Backend, name: str) -> int:
-    numbers = [v.major for v, _ in await list_versions(backend, name)]
-    return max(numbers, default=0) + 1
+    # Tombstones count: a deleted number is never handed out again.
+    return max((v.major for v in await version_keys(backend, name)), default=0) + 1
+
+
+async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes] | None:
+    """The greatest live version and its metadata file, reading from the top
+    down past tombstones (usually one read)."""
+    for version in sorted(await version_keys(backend, name), reverse=True):
+        data = await read_meta_bytes(backend, name, version.key)
+        if data is not None:
+            return version, data
+    return None
 
 
 async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes]) -> str:

@@ -449,10 +449,19 @@ class AsyncRegistry:
         """
         validate_name(name)
         settings = await self._open()
+        cache = self._cache
+        if version == LATEST and settings.version_objects and cache is None:
+            found = await mvcc.latest_meta_bytes(self.backend, name)
+            if found is None:
+                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
+            where = f"{self.backend.uri}/{meta_key(name, found[0].key)}"
+            return mvcc.decode_meta(found[1], where)
         if version == LATEST:
             if not settings.version_objects:
                 key = "1"
             else:
+                # Remote: the listing carries sizes, so tombstones are skipped
+                # without reads and the cached metadata can be used.
                 live = await mvcc.live_versions(self.backend, name)
                 if not live:
                     raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
@@ -460,7 +469,6 @@ class AsyncRegistry:
         else:
             key = Version(version).key
         where = f"{self.backend.uri}/{meta_key(name, key)}"
-        cache = self._cache
         if cache is not None and (verify or self.verify) != "full":
             cached = cache.read_meta(name, key)
             if cached is not None:

@@ -39,6 +39,10 @@ class Materializer:
 
     #: True when loading runs arbitrary code (refused with allow_pickle=False).
     uses_pickle: ClassVar[bool] = False
+    #: True when ``load`` is harmless on damaged or hostile bytes (it only
+    #: copies or parses them strictly). Large objects are then verified in a
+    #: second thread while they load, instead of before: one pass, not two.
+    loads_untrusted_safely: ClassVar[bool] = False
 
     def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
         raise NotImplementedError

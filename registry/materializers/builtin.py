@@ -15,6 +15,7 @@ _json_decode = msgspec.json.Decoder().decode
 
 
 class BytesMaterializer(BlobMaterializer):
+    loads_untrusted_safely = True
     filename = "data.bin"
 
     def dumps(self, obj: Any) -> bytes:
@@ -28,6 +29,7 @@ class BytesMaterializer(BlobMaterializer):
 
 
 class StrMaterializer(BlobMaterializer):
+    loads_untrusted_safely = True
     filename = "data.txt"
 
     def dumps(self, obj: Any) -> bytes:
