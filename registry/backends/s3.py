@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import hashlib
 import math
 import os
@@ -310,6 +311,8 @@ class S3Backend(Backend):
     part size of ``put_file``; it grows for files that would need more than
     10,000 parts.
     """
+
+    is_remote = True
 
     def __init__(
         self,
@@ -672,9 +675,7 @@ class S3Backend(Backend):
                 if got != length:
                     raise S3BackendError(f"{key}: short ranged read at {start} ({got} of {length})")
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(in_flight):
-                tg.start_soon(worker)
+        await _run_all([worker] * in_flight)
         return info
 
     async def _get_range(
@@ -823,9 +824,7 @@ class S3Backend(Backend):
                     entry.update({f: response[f] for f in _CHECKSUM_FIELDS if response.get(f)})
                     parts[index] = entry
 
-            async with anyio.create_task_group() as tg:
-                for _ in range(in_flight):
-                    tg.start_soon(worker)
+            await _run_all([worker] * in_flight)
 
             params: dict[str, Any] = {
                 "Key": full,
@@ -896,9 +895,7 @@ class S3Backend(Backend):
                         f"{error.get('Key')}: {error.get('Code')} {error.get('Message')}"
                     )
 
-        async with anyio.create_task_group() as tg:
-            for batch in batches:
-                tg.start_soon(delete_batch, batch)
+        await _run_all([functools.partial(delete_batch, batch) for batch in batches])
         if failures:
             raise S3BackendError(
                 f"S3 could not delete {len(failures)} key(s) in bucket {self.bucket!r}: "
@@ -910,6 +907,21 @@ class S3Backend(Backend):
     async def list(
         self, prefix: str, *, delimiter: str | None = None
     ) -> AsyncIterator[FileInfo | str]:
+        async for entry in self._list(prefix, delimiter, folders=True):
+            yield entry
+
+    async def list_children(self, prefix: str) -> Sequence[str]:
+        """Keys directly under ``prefix``: one delimited listing, folders skipped
+        (so no folder is probed on stores that need it)."""
+        return [
+            entry.key
+            async for entry in self._list(prefix, "/", folders=False)
+            if isinstance(entry, FileInfo)
+        ]
+
+    async def _list(
+        self, prefix: str, delimiter: str | None, *, folders: bool
+    ) -> AsyncIterator[FileInfo | str]:
         _check_prefix(prefix)
         client = await self._client()
         verify = bool(self.loop_state().get("verify_folders"))
@@ -920,14 +932,16 @@ class S3Backend(Backend):
         while True:
             page = await self._call(client, "list_objects_v2", prefix or "/", **params)
             entries: dict[str, FileInfo | str] = {}
-            folders: Sequence[str] = [
-                str(common["Prefix"])[len(root) :] for common in page.get("CommonPrefixes") or ()
-            ]
-            folders = [folder for folder in folders if folder and folder != prefix]
-            if verify and folders:
-                folders = await self._non_empty(client, folders)
-            for folder in folders:
-                entries[folder] = folder
+            if folders:
+                found: Sequence[str] = [
+                    str(common["Prefix"])[len(root) :]
+                    for common in page.get("CommonPrefixes") or ()
+                ]
+                found = [folder for folder in found if folder and folder != prefix]
+                if verify and found:
+                    found = await self._non_empty(client, found)
+                for folder in found:
+                    entries[folder] = folder
             for obj in page.get("Contents") or ():
                 name = str(obj["Key"])[len(root) :]
                 if not name or name.endswith("/"):
@@ -959,9 +973,7 @@ class S3Backend(Backend):
             )
             keep[index] = bool(page.get("Contents"))
 
-        async with anyio.create_task_group() as tg:
-            for index in range(len(folders)):
-                tg.start_soon(probe, index)
+        await _run_all([functools.partial(probe, index) for index in range(len(folders))])
         return [folder for folder, kept in zip(folders, keep, strict=True) if kept]
 
 
@@ -975,6 +987,28 @@ class _EmptyObject(_Signal):
 
 class _ChangedWhileReading(_Signal):
     """The object got a new ETag between two ranged GETs: start again."""
+
+
+async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run ``jobs`` concurrently; the first failure cancels the others and is
+    raised as itself (not wrapped in an ExceptionGroup, so callers can catch
+    ``PreconditionFailed`` and friends)."""
+    failure: Exception | None = None
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        nonlocal failure
+        try:
+            await job()
+        except Exception as exc:
+            if failure is None:
+                failure = exc
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(run, job)
+    if failure is not None:
+        raise failure
 
 
 def _total_size(response: dict[str, Any], received: int) -> int:

@@ -107,29 +107,40 @@ async def commit_explicit(
     )
 
 
-async def version_keys(backend: Backend, name: str) -> list[Version]:
-    """Every version stored for ``name`` (tombstones included), from names only."""
-    found = []
+def _major(stem: str) -> int | None:
+    """Leading number of a version key, without a full parse (hot path)."""
+    head = stem.split(".", 1)[0].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+async def _stems_by_major(backend: Backend, name: str) -> dict[int, list[str]]:
+    """Version keys stored for ``name`` (tombstones included), by major number."""
+    groups: dict[int, list[str]] = {}
     for key in await backend.list_children(meta_prefix(name)):
         if key.endswith(META_SUFFIX):
-            version = version_from_key(key.rsplit("/", 1)[1][: -len(META_SUFFIX)])
-            if version is not None:
-                found.append(version)
-    return found
+            stem = key.rsplit("/", 1)[1][: -len(META_SUFFIX)]
+            major = _major(stem)
+            if major is not None:
+                groups.setdefault(major, []).append(stem)
+    return groups
 
 
 async def next_free_number(backend: Backend, name: str) -> int:
     # Tombstones count: a deleted number is never handed out again.
-    return max((v.major for v in await version_keys(backend, name)), default=0) + 1
+    return max(await _stems_by_major(backend, name), default=0) + 1
 
 
 async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes] | None:
     """The greatest live version and its metadata file, reading from the top
-    down past tombstones (usually one read)."""
-    for version in sorted(await version_keys(backend, name), reverse=True):
-        data = await read_meta_bytes(backend, name, version.key)
-        if data is not None:
-            return version, data
+    down past tombstones (usually one read). Only the top major's keys are
+    fully parsed, so the cost barely grows with the number of versions."""
+    groups = await _stems_by_major(backend, name)
+    for major in sorted(groups, reverse=True):
+        versions = [v for v in map(version_from_key, groups[major]) if v is not None]
+        for version in sorted(versions, reverse=True):
+            data = await read_meta_bytes(backend, name, version.key)
+            if data is not None:
+                return version, data
     return None
 
 
