@@ -440,3 +440,23 @@ async def test_tampered_large_object_is_detected_while_loading(areg: AsyncRegist
         await areg.load("x")
     await areg.backend.put(key, huge)
     assert await areg.load("x") == huge
+
+
+async def test_latest_sees_new_versions_after_the_folder_listing_was_cached(
+    tmp_path: Path,
+) -> None:
+    """The local backend remembers settled version folders by mtime; a new
+    version must still show up at once (another process's save included)."""
+    import anyio
+
+    async with AsyncRegistry(tmp_path / "r", version_objects=True) as reg:
+        await reg.save("m", "one")
+        await anyio.sleep(1.1)  # let the folder settle so its listing is cached
+        assert await reg.load("m") == "one"
+        assert await reg.load("m") == "one"  # served from the cached listing
+        async with AsyncRegistry(tmp_path / "r") as other:  # another writer
+            assert await other.save("m", "two") == "2"
+        assert await reg.load("m") == "two"
+        assert await reg.save("m", "three") == "3"
+        await reg.delete("m", version="3")
+        assert await reg.load("m") == "two"

@@ -75,6 +75,8 @@ class Backend(ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_runtime"] = {}
+        if "_children_cache" in state:
+            state["_children_cache"] = {}
         return state
 
     def __repr__(self) -> str:

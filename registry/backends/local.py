@@ -88,6 +88,8 @@ class LocalBackend(Backend):
         self.uri = f"file://{self.root}"
         self.fsync = fsync
         self.inline_reads = inline_reads
+        # folder -> (mtime_ns, keys): skips re-scanning settled version folders
+        self._children_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}
 
     # -- helpers (run in worker threads) -------------------------------------
 
@@ -386,12 +388,29 @@ class LocalBackend(Backend):
     def _list_children_sync(self, prefix: str) -> Sequence[str]:
         base = self._path(prefix.rstrip("/"))
         try:
+            mtime_ns = os.stat(base).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return ()
+        cached = self._children_cache.get(base)
+        if cached is not None and cached[0] == mtime_ns:
+            return cached[1]
+        try:
             # scandir's file type comes from the directory entry: no stat per file.
             with os.scandir(base) as entries:
                 names = [e.name for e in entries if e.is_file() and not is_temp_name(e.name)]
         except (FileNotFoundError, NotADirectoryError):
-            return []
-        return [prefix + name for name in sorted(names)]
+            return ()
+        keys = tuple(prefix + name for name in sorted(names))
+        # Any change to a folder's entries moves its mtime, but only to the
+        # kernel's coarse clock: a change in the same tick as this scan could
+        # keep the mtime. So only remember folders that were already settled
+        # (unchanged for a second) when scanned; a later change then always
+        # shows as a new mtime.
+        if time.time_ns() - mtime_ns > 1_000_000_000:
+            if len(self._children_cache) > 4096:
+                self._children_cache.clear()
+            self._children_cache[base] = (mtime_ns, keys)
+        return keys
 
     async def list_children(self, prefix: str) -> Sequence[str]:
         if self.inline_reads:

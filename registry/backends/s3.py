@@ -5,9 +5,10 @@ The commit point is a conditional PUT: ``mode="create"`` sends
 condition (HTTP 412, or 404 for ``If-Match`` on a key that is gone) raises
 ``PreconditionFailed``. Etags are the S3 ETag without its quotes.
 
-Runtime state lives in ``loop_state()``: one aioboto3 client per event loop,
+Runtime state lives in ``loop_state()``: one S3 client per event loop (an
+aiobotocore client, the engine of aioboto3, which the ``s3`` extra installs),
 created on first use, kept open by an ``AsyncExitStack`` and closed by
-``aclose()``. The first use also checks the bucket once (one ListObjectsV2 of
+``aclose()``. Its connection pool is sized to the backend's concurrency. The first use also checks the bucket once (one ListObjectsV2 of
 at most one key), so a missing bucket, bad credentials or an unreachable
 endpoint fail at once with a clear :class:`S3BackendError` — a missing bucket
 is otherwise invisible to HEAD, whose 404 has no body.
@@ -23,7 +24,13 @@ and reports success when the first attempt had in fact landed.
 Large files go up as multipart uploads (part size adapted to the file size,
 at most 10,000 parts, a few parts in flight: memory is part size x parts in
 flight) and come down as concurrent ranged GETs pinned to one ETag with
-``If-Match``. aioboto3 is imported lazily, on first use.
+``If-Match``. Nothing of boto is imported until the first request.
+
+On stores whose delimited listings come from a real directory tree
+(SeaweedFS, detected from the ``Server`` header), a folder emptied by deletes
+stays listed until a background sweep removes it; there ``list`` checks each
+folder it reports with a one-key listing (``verify_folders=`` overrides the
+detection).
 """
 
 from __future__ import annotations

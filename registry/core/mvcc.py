@@ -10,7 +10,7 @@ allocation, so concurrent processes never hand out a number twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -113,15 +113,28 @@ def _major(stem: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+# (backend uri, name) -> (listing, groups): backends that return the very same
+# listing object for an unchanged folder (local) skip the re-grouping too.
+_grouped: dict[tuple[str, str], tuple[Sequence[str], dict[int, list[str]]]] = {}
+
+
 async def _stems_by_major(backend: Backend, name: str) -> dict[int, list[str]]:
     """Version keys stored for ``name`` (tombstones included), by major number."""
+    keys = await backend.list_children(meta_prefix(name))
+    memo = _grouped.get((backend.uri, name))
+    if memo is not None and memo[0] is keys:
+        return memo[1]
     groups: dict[int, list[str]] = {}
-    for key in await backend.list_children(meta_prefix(name)):
+    for key in keys:
         if key.endswith(META_SUFFIX):
             stem = key.rsplit("/", 1)[1][: -len(META_SUFFIX)]
             major = _major(stem)
             if major is not None:
                 groups.setdefault(major, []).append(stem)
+    if isinstance(keys, tuple):  # immutable: safe to remember by identity
+        if len(_grouped) > 4096:
+            _grouped.clear()
+        _grouped[(backend.uri, name)] = (keys, groups)
     return groups
 
 
