@@ -20,6 +20,7 @@ _EXPORTS = {
     "FileInfo": "registry.backends.base",
     "LocalBackend": "registry.backends.local",
     "MemoryBackend": "registry.backends.memory",
+    "S3Backend": "registry.backends.s3",
     "BatchResult": "registry.core.types",
     "JanitorReport": "registry.core.janitor",
     "Materializer": "registry.materializers.base",
@@ -38,7 +39,12 @@ _EXPORTS = {
         )
     },
 }
-_ALIASES = {"LocalRegistryBackend": "LocalBackend", "MemoryRegistryBackend": "MemoryBackend"}
+_ALIASES = {
+    "LocalRegistryBackend": "LocalBackend",
+    "MemoryRegistryBackend": "MemoryBackend",
+    "S3RegistryBackend": "S3Backend",
+    "MinioRegistryBackend": "S3Backend",
+}
 
 __all__ = [
     "AsyncRegistry",
@@ -53,6 +59,7 @@ __all__ = [
     "MaterializerError",
     "MemoryBackend",
     "MemoryRegistryBackend",
+    "MinioRegistryBackend",
     "PickleRefused",
     "Registry",
     "RegistryConfigError",
@@ -61,6 +68,8 @@ __all__ = [
     "RegistryIntegrityError",
     "RegistryObjectNotFound",
     "RegistryVersionConflict",
+    "S3Backend",
+    "S3RegistryBackend",
 ]
 
 
@@ -85,6 +94,9 @@ if TYPE_CHECKING:
     from registry.backends.local import LocalBackend as LocalRegistryBackend
     from registry.backends.memory import MemoryBackend
     from registry.backends.memory import MemoryBackend as MemoryRegistryBackend
+    from registry.backends.s3 import S3Backend
+    from registry.backends.s3 import S3Backend as MinioRegistryBackend
+    from registry.backends.s3 import S3Backend as S3RegistryBackend
     from registry.core.exceptions import (
         MaterializerError,
         PickleRefused,

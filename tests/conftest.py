@@ -3,8 +3,11 @@ the registry is built for: aioboto3 and gcloud-aio are asyncio-only)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +15,8 @@ from registry import AsyncRegistry
 from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.backends.memory import MemoryBackend
+from registry.backends.s3 import S3Backend
+from tests.s3_servers import S3Server, moto_server, prepare_bucket, seaweedfs_server
 
 
 @pytest.fixture
@@ -19,15 +24,46 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-BACKEND_KINDS = ["memory", "local"]
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default registry and cache locations point into the test's tmp_path."""
+    monkeypatch.setenv("REGISTRY_HOME", str(tmp_path / "home-registry"))
+    monkeypatch.setenv("REGISTRY_CACHE", str(tmp_path / "cache"))
 
 
-def make_backend(kind: str, tmp_path: Path) -> Backend:
-    if kind == "memory":
-        return MemoryBackend()
-    if kind == "local":
-        return LocalBackend(tmp_path / "registry")
-    raise ValueError(kind)
+@dataclass(frozen=True)
+class S3Target:
+    """A running server and the session's bucket on it."""
+
+    server: S3Server
+    bucket: str
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    def backend(self, prefix: str | None = None, **options: Any) -> S3Backend:
+        """A backend on a fresh prefix (or the given one) in the session bucket."""
+        if prefix is None:
+            prefix = f"t-{uuid.uuid4().hex}"
+        return self.server.backend(self.bucket, prefix=prefix, **options)
+
+
+@pytest.fixture(scope="session")
+def moto_target() -> Iterator[S3Target]:
+    with moto_server() as server:
+        yield S3Target(server, prepare_bucket(server))
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_target() -> Iterator[S3Target]:
+    with seaweedfs_server() as server:
+        yield S3Target(server, prepare_bucket(server))
+
+
+# Every registry-level test runs on each of these; the S3 kinds use real
+# servers started once per session (tests/s3_servers.py).
+BACKEND_KINDS = ["memory", "local", "moto", "seaweedfs"]
 
 
 @pytest.fixture(params=BACKEND_KINDS)
@@ -38,7 +74,11 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
     if kind == "memory":
         shared = MemoryBackend()
         return lambda: shared
-    return lambda: make_backend(kind, tmp_path)
+    if kind == "local":
+        return lambda: LocalBackend(tmp_path / "registry")
+    target: S3Target = request.getfixturevalue(f"{kind}_target")
+    prefix = f"r-{uuid.uuid4().hex}"
+    return lambda: target.backend(prefix=prefix)
 
 
 @pytest.fixture

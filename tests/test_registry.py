@@ -368,6 +368,7 @@ async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
     (filename,) = info["files"]
     key = f"{objects_folder('x', info['uuid'])}/{filename}"
     await areg.backend.put(key, BIG[:-1] + b"!")
+    await areg.clear_cache()  # remote: drop the good cached copy
     with pytest.raises(RegistryIntegrityError, match="does not match"):
         await areg.load("x")
     assert await areg.load("x", verify="none") == BIG[:-1] + b"!"
@@ -375,6 +376,7 @@ async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
     with pytest.raises(RegistryIntegrityError):
         await areg.load("x")
     await areg.backend.delete([key])
+    await areg.clear_cache()  # remote: drop the good cached copy
     with pytest.raises(RegistryIntegrityError, match="missing"):
         await areg.load("x")
 
@@ -384,6 +386,7 @@ async def test_tampered_inline_object_is_detected(areg: AsyncRegistry) -> None:
     meta = msgspec.json.decode(await areg.backend.get(meta_key("x", "1")))
     meta["inline"] = msgspec.json.decode(msgspec.json.encode(b"other"))
     await areg.backend.put(meta_key("x", "1"), msgspec.json.encode(meta))
+    await areg.clear_cache()  # remote: drop the good cached copy
     with pytest.raises(RegistryIntegrityError):
         await areg.load("x")
 
@@ -393,6 +396,7 @@ async def test_corrupt_metadata_is_a_clear_error(areg: AsyncRegistry, garbage: b
     await areg.save("x", 1)
     await areg.save("y", 2)
     await areg.backend.put(meta_key("x", "1"), garbage)
+    await areg.clear_cache()  # remote: drop the good cached copy
     with pytest.raises(RegistryCorruptMetadata, match=r"meta/x/1\.json"):
         await areg.load("x")
     assert await areg.load("y") == 2  # nothing else damaged
@@ -436,9 +440,11 @@ async def test_tampered_large_object_is_detected_while_loading(areg: AsyncRegist
     (filename,) = info["files"]
     key = f"{objects_folder('x', info['uuid'])}/{filename}"
     await areg.backend.put(key, huge[:-1] + b"!")
+    await areg.clear_cache()  # remote: drop the good cached copy
     with pytest.raises(RegistryIntegrityError, match="does not match"):
         await areg.load("x")
     await areg.backend.put(key, huge)
+    await areg.clear_cache()  # remote: drop the good cached copy
     assert await areg.load("x") == huge
 
 

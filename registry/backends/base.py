@@ -82,6 +82,15 @@ class Backend(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(uri={self.uri!r})"
 
+    @property
+    def identity(self) -> str:
+        """What makes two backends the same store (keys the local cache).
+
+        The uri by default; backends whose uri does not name the server
+        (an S3 bucket on a custom endpoint) add it.
+        """
+        return self.uri
+
     # -- the contract --------------------------------------------------------
 
     @abstractmethod

@@ -398,6 +398,11 @@ class S3Backend(Backend):
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         self._root = f"{prefix}/" if prefix else ""
 
+    @property
+    def identity(self) -> str:
+        # Two servers can hold a bucket of the same name: keep their caches apart.
+        return f"{self.uri}@{self.endpoint_url or 'aws'}"
+
     def __repr__(self) -> str:
         where = f", endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
         return f"S3Backend(uri={self.uri!r}{where})"

@@ -121,7 +121,7 @@ class AsyncRegistry:
         self._cache = (
             Cache(
                 Path(cache_dir) if cache_dir is not None else default_cache_root(),
-                backend.uri,
+                backend.identity,
                 max_bytes=cache_max_bytes,
             )
             if backend.is_remote
