@@ -466,3 +466,15 @@ async def test_latest_sees_new_versions_after_the_folder_listing_was_cached(
         assert await reg.save("m", "three") == "3"
         await reg.delete("m", version="3")
         assert await reg.load("m") == "two"
+
+
+def test_location_strings_pick_the_backend(tmp_path: Path) -> None:
+    from registry import LocalBackend, MemoryBackend, S3Backend
+
+    assert isinstance(AsyncRegistry(tmp_path / "r").backend, LocalBackend)
+    assert isinstance(AsyncRegistry(f"file://{tmp_path}/r").backend, LocalBackend)
+    assert isinstance(AsyncRegistry("memory://").backend, MemoryBackend)
+    s3 = AsyncRegistry("s3://bucket/team-a").backend
+    assert isinstance(s3, S3Backend) and s3.uri == "s3://bucket/team-a"
+    with pytest.raises(ValueError, match="unsupported location"):
+        AsyncRegistry("ftp://host/x")

@@ -64,6 +64,26 @@ def default_root() -> Path:
     return Path(data_home) / "registry"
 
 
+def backend_for(location: str | os.PathLike[str]) -> Backend:
+    """A backend from a location: a folder path, ``file://``, ``s3://`` or ``memory://``."""
+    text = os.fspath(location)
+    scheme, sep, _ = text.partition("://")
+    if not sep or scheme == "file":
+        return LocalBackend(text)
+    if scheme == "s3":
+        from registry.backends.s3 import S3Backend
+
+        return S3Backend(uri=text)
+    if scheme == "memory":
+        from registry.backends.memory import MemoryBackend
+
+        return MemoryBackend()
+    raise ValueError(
+        f"unsupported location {text!r}: use a folder path, file://, s3:// or memory://, "
+        "or pass backend= with a Backend instance"
+    )
+
+
 def parse_key(key: str) -> tuple[str, str]:
     """``"name@version"`` -> (name, version); a bare name means "latest"."""
     if not isinstance(key, str):
@@ -108,7 +128,7 @@ class AsyncRegistry:
         if isinstance(location, Backend):
             backend = location
         elif backend is None:
-            backend = LocalBackend(location if location is not None else default_root())
+            backend = backend_for(location if location is not None else default_root())
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be a registry Backend, got {type(backend).__name__}")
         _check_verify(verify)
