@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 # `import registry` stays cheap and never pulls in asyncio, boto or numpy.
 _EXPORTS = {
     "Registry": "registry._sync",
+    "Store": "registry._store_sync",
+    "AsyncStore": "registry.store",
     "AsyncRegistry": "registry.core.registry",
     "Backend": "registry.backends.base",
     "FileInfo": "registry.backends.base",
@@ -38,6 +40,16 @@ _EXPORTS = {
             "RegistryVersionConflict",
         )
     },
+    **{
+        name: "registry.store_errors"
+        for name in (
+            "StoreAmbiguousObjectError",
+            "StoreConfigError",
+            "StoreKeyFormatError",
+            "StoreLocationNotFound",
+            "StoreReadOnlyError",
+        )
+    },
 }
 _ALIASES = {
     "LocalRegistryBackend": "LocalBackend",
@@ -48,6 +60,7 @@ _ALIASES = {
 
 __all__ = [
     "AsyncRegistry",
+    "AsyncStore",
     "Backend",
     "BatchResult",
     "BlobMaterializer",
@@ -70,6 +83,12 @@ __all__ = [
     "RegistryVersionConflict",
     "S3Backend",
     "S3RegistryBackend",
+    "Store",
+    "StoreAmbiguousObjectError",
+    "StoreConfigError",
+    "StoreKeyFormatError",
+    "StoreLocationNotFound",
+    "StoreReadOnlyError",
 ]
 
 
@@ -88,6 +107,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from registry._store_sync import Store
     from registry._sync import Registry
     from registry.backends.base import Backend, FileInfo
     from registry.backends.local import LocalBackend
@@ -111,3 +131,11 @@ if TYPE_CHECKING:
     from registry.core.registry import AsyncRegistry
     from registry.core.types import BatchResult
     from registry.materializers.base import BlobMaterializer, Materializer
+    from registry.store import AsyncStore
+    from registry.store_errors import (
+        StoreAmbiguousObjectError,
+        StoreConfigError,
+        StoreKeyFormatError,
+        StoreLocationNotFound,
+        StoreReadOnlyError,
+    )

@@ -1,0 +1,742 @@
+"""AsyncStore: several registries behind one API, addressed by keys.
+
+A key is ``[<mount>/]<name>[@<version>]``:
+
+- ``"models/resnet@2"``: version 2 of ``resnet`` in the ``models`` mount;
+- ``"models/resnet"``: its latest version (for a write: the next version);
+- ``"resnet"``: unqualified. A read looks in every mount at once and needs
+  exactly one hit (none: RegistryObjectNotFound, several:
+  StoreAmbiguousObjectError). A save goes to the default mount. A delete is
+  resolved like a read, so ``delete(k)`` removes what ``load(k)`` returns.
+
+Every store has a ``temp`` mount: a versioned local registry in a temporary
+folder that is removed by ``aclose()`` or when the store is garbage collected.
+The store uses only the public AsyncRegistry API, so every backend works.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar, overload
+
+import anyio.to_thread
+
+from registry.backends.local import LocalBackend
+from registry.core.artifacts import Verify
+from registry.core.exceptions import RegistryObjectNotFound
+from registry.core.fanout import fanout
+from registry.core.registry import AsyncRegistry, MaterializerArg, OnConflict
+from registry.core.types import BatchResult
+from registry.core.versions import LATEST
+from registry.store_config import read_config_file, store_arguments
+from registry.store_errors import (
+    StoreAmbiguousObjectError,
+    StoreKeyFormatError,
+    StoreLocationNotFound,
+    StoreReadOnlyError,
+)
+from registry.store_keys import (
+    KEY_FORMAT,
+    TEMP_MOUNT,
+    StoreKey,
+    parse_store_key,
+    validate_mount_name,
+)
+
+__all__ = ["AsyncStore"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+# copy/move hold one loaded object each: keep few in flight
+TRANSFER_CONCURRENCY = 4
+_PATH_MATERIALIZER = "registry.materializers.path.PathMaterializer"
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Mount:
+    registry: AsyncRegistry
+    read_only: bool
+
+
+class _Route(NamedTuple):
+    """Where one key goes: the mount (name and registry) and the parsed key."""
+
+    mount: str
+    registry: AsyncRegistry
+    key: StoreKey
+
+
+Routed = _Route | BaseException
+GroupCall = Callable[[AsyncRegistry, list[int], list[StoreKey]], Awaitable[BatchResult[R]]]
+
+
+def _attempt(func: Callable[..., T], *args: Any) -> T | Exception:
+    """Run ``func``; return its exception instead of raising (batch items)."""
+    try:
+        return func(*args)
+    except Exception as exc:
+        return exc
+
+
+def _unqualified(parsed: list[StoreKey | Exception]) -> list[tuple[int, StoreKey]]:
+    """(index, key) of the keys that name no mount: those need a search."""
+    return [(i, p) for i, p in enumerate(parsed) if isinstance(p, StoreKey) and p.mount is None]
+
+
+def _per_item(value: Any, n: int, what: str) -> list[Any]:
+    """Broadcast a scalar batch argument, or check a list has one per key."""
+    if isinstance(value, list | tuple):
+        if len(value) != n:
+            raise ValueError(f"{what} has {len(value)} entries for {n} keys; give one per key")
+        return list(value)
+    return [value] * n
+
+
+def _tag(info: dict[str, Any], mount: str, one_version: bool) -> dict[str, Any]:
+    """Add the mount to info dicts (one version's, or {version: info})."""
+    if one_version:
+        return {**info, "mount": mount}
+    return {version: {**entry, "mount": mount} for version, entry in info.items()}
+
+
+def _remove_temp(folder: Path, owner_pid: int) -> None:
+    """The temp mount's folder belongs to the process that made it: a forked
+    child dropping its copy of the store must not delete the parent's data."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _discard_loaded(obj: Any, materializer: str) -> None:
+    """Remove the temporary copy a path object was loaded into (copy/move)."""
+    if materializer != _PATH_MATERIALIZER or not isinstance(obj, Path):
+        return
+    folder = obj.parent
+    if folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("registry-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+class AsyncStore:
+    """Registries mounted under names, addressed by ``[<mount>/]<name>[@<version>]``.
+
+    ``mounts`` maps names to AsyncRegistry objects; those listed in
+    ``read_only`` refuse writes. ``default_mount`` receives unqualified saves.
+    """
+
+    def __init__(
+        self,
+        mounts: Mapping[str, AsyncRegistry] | None = None,
+        *,
+        default_mount: str = TEMP_MOUNT,
+        read_only: Iterable[str] = (),
+    ) -> None:
+        self._temp_dir = Path(tempfile.mkdtemp(prefix="registry-store-"))
+        # The finalizer holds the path, not the store: gc removes the folder.
+        self._finalizer = weakref.finalize(self, _remove_temp, self._temp_dir, os.getpid())
+        self._closed = False
+        self._moving: Counter[tuple[str, str, str]] = Counter()
+        try:
+            temp = AsyncRegistry(LocalBackend(self._temp_dir, fsync=False), version_objects=True)
+            self._mounts = {TEMP_MOUNT: _Mount(temp, read_only=False)}
+            self._default = TEMP_MOUNT
+            read_only = set(read_only)
+            for name, registry in (mounts or {}).items():
+                self.add_mount(name, registry, read_only=name in read_only)
+            if unknown := read_only - set(self._mounts):
+                raise StoreLocationNotFound(f"read_only names unknown mounts: {sorted(unknown)}")
+            self.set_default_mount(default_mount)
+        except BaseException:
+            self._finalizer()
+            raise
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mounts={self.list_mounts()}, default={self._default!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "a store holds live registries and its own temp folder, so it cannot be "
+            "pickled; build one in the other process (e.g. with from_config)"
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AsyncStore:
+        """Build a store from a mapping (see ``store_arguments`` for the format)."""
+        return cls(**store_arguments(config))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> AsyncStore:
+        """Build a store from a ``.toml`` or ``.json`` configuration file."""
+        return cls.from_config(read_config_file(path))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every mounted registry and remove the temp mount's folder."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+
+            async def close(mount: _Mount) -> None:
+                await mount.registry.aclose()
+
+            closed = await fanout(close, list(self._mounts.values()), limit=len(self._mounts))
+            closed.raise_first()
+        finally:
+            await anyio.to_thread.run_sync(self._finalizer)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def temp_dir(self) -> Path:
+        """The temp mount's folder (gone once the store is closed)."""
+        return self._temp_dir
+
+    # -- mounts ----------------------------------------------------------------------
+
+    @property
+    def default_mount(self) -> str:
+        """The mount unqualified saves go to (always a mounted name)."""
+        return self._default
+
+    def list_mounts(self) -> list[str]:
+        """Mounted names, ``temp`` first, then in the order they were added."""
+        return list(self._mounts)
+
+    def get_mount(self, name: str) -> AsyncRegistry:
+        return self._mount(name).registry
+
+    def is_read_only(self, name: str) -> bool:
+        return self._mount(name).read_only
+
+    def add_mount(self, name: str, registry: AsyncRegistry, read_only: bool = False) -> None:
+        """Mount ``registry`` as ``name`` (letters, digits, '_' and '-')."""
+        self._check_open()
+        validate_mount_name(name)
+        if not isinstance(registry, AsyncRegistry):
+            raise TypeError(
+                f"add_mount needs an AsyncRegistry, got {type(registry).__name__} "
+                "(for a sync Registry pass registry.async_registry, or use Store)"
+            )
+        if name in self._mounts:
+            raise ValueError(f"mount {name!r} exists; remove_mount({name!r}) first")
+        self._mounts[name] = _Mount(registry, bool(read_only))
+
+    def remove_mount(self, name: str) -> None:
+        """Unmount ``name`` (the registry is not closed). ``temp`` stays."""
+        if name == TEMP_MOUNT:
+            raise ValueError("the temp mount cannot be removed")
+        self._mount(name)
+        del self._mounts[name]
+        if self._default == name:
+            self._default = TEMP_MOUNT
+
+    def set_default_mount(self, name: str) -> None:
+        """Send unqualified saves to ``name`` (a writable mount)."""
+        if self._mount(name).read_only:
+            raise StoreReadOnlyError(
+                f"mount {name!r} is read-only and cannot be the default mount", mount=name
+            )
+        self._default = name
+
+    # -- save ------------------------------------------------------------------------
+
+    @overload
+    async def save(
+        self,
+        key: str,
+        obj: Any,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str: ...
+
+    @overload
+    async def save(
+        self,
+        key: list[str],
+        obj: Sequence[Any],
+        *,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> BatchResult[str]: ...
+
+    async def save(
+        self,
+        key: str | list[str],
+        obj: Any,
+        *,
+        metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+        materializer: MaterializerArg | None = None,
+        on_conflict: OnConflict = "skip",
+    ) -> str | BatchResult[str]:
+        """Save ``obj`` at ``key``; returns the version saved.
+
+        The key's version is used if given, else the mount's next version. An
+        unqualified key saves to the default mount. A list of keys saves a
+        batch (``obj`` a list, one per key), fanned out across mounts.
+        """
+        if isinstance(key, list):
+            return await self._save_many(key, obj, metadata, materializer, on_conflict)
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError("metadata must be a dict for a single save (lists are for batches)")
+        route = self._write_route(key, "save")
+        return await route.registry.save(
+            route.key.name,
+            obj,
+            version=route.key.version,
+            metadata=metadata,
+            materializer=materializer,
+            on_conflict=on_conflict,
+        )
+
+    async def _save_many(
+        self,
+        keys: list[str],
+        objs: Any,
+        metadata: Any,
+        materializer: MaterializerArg | None,
+        on_conflict: OnConflict,
+    ) -> BatchResult[str]:
+        if not isinstance(objs, list | tuple) or len(objs) != len(keys):
+            raise ValueError("a batch save needs a list of objects, one per key")
+        metas = _per_item(metadata, len(keys), "metadata")
+        routes: list[Routed] = [_attempt(self._write_route, k, "save") for k in keys]
+
+        async def call(reg: AsyncRegistry, idx: list[int], pks: list[StoreKey]) -> BatchResult[str]:
+            return await reg.save(
+                [k.name for k in pks],
+                [objs[i] for i in idx],
+                version=[k.version for k in pks],
+                metadata=[metas[i] for i in idx],
+                materializer=materializer,
+                on_conflict=on_conflict,
+            )
+
+        return await self._dispatch(routes, call)
+
+    # -- load ------------------------------------------------------------------------
+
+    @overload
+    async def load(self, key: str, *, verify: Verify | None = None) -> Any: ...
+
+    @overload
+    async def load(self, key: list[str], *, verify: Verify | None = None) -> BatchResult[Any]: ...
+
+    async def load(self, key: str | list[str], *, verify: Verify | None = None) -> Any:
+        """Load the object at ``key`` (no version: the latest). A list loads a batch."""
+        if isinstance(key, list):
+
+            async def call(
+                reg: AsyncRegistry, _: list[int], pks: list[StoreKey]
+            ) -> BatchResult[Any]:
+                versions = [k.version or LATEST for k in pks]
+                return await reg.load([k.name for k in pks], version=versions, verify=verify)
+
+            return await self._dispatch(await self._read_routes(key), call)
+        route = await self._read_route(key)
+        return await route.registry.load(
+            route.key.name, version=route.key.version or LATEST, verify=verify
+        )
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """``load(key)``, or ``default`` when no mount has it."""
+        try:
+            return await self.load(key)
+        except RegistryObjectNotFound:
+            return default
+
+    # -- delete ----------------------------------------------------------------------
+
+    async def delete(self, key: str | list[str]) -> BatchResult[None] | None:
+        """Delete the key's version, or every version when it names none.
+
+        An unqualified key is resolved like a read (the one mount holding it).
+        """
+        if isinstance(key, list):
+            routes = [
+                r if isinstance(r, BaseException) else _attempt(self._writable, r, "delete")
+                for r in await self._read_routes(key)
+            ]
+
+            async def call(
+                reg: AsyncRegistry, _: list[int], pks: list[StoreKey]
+            ) -> BatchResult[None]:
+                result = await reg.delete([k.name for k in pks], version=[k.version for k in pks])
+                assert result is not None
+                return result
+
+            return await self._dispatch(routes, call)
+        route = self._writable(await self._read_route(key), "delete")
+        await route.registry.delete(route.key.name, version=route.key.version)
+        return None
+
+    # -- queries ---------------------------------------------------------------------
+
+    async def has_object(self, key: str | list[str]) -> bool | BatchResult[bool]:
+        """Whether the key exists; unqualified: in any mount. A list checks a batch."""
+        if isinstance(key, list):
+            return await self._has_many(key)
+        parsed = parse_store_key(key)
+        if parsed.mount is None:
+            (hits,) = await self._search([parsed], dict(self._mounts))
+            if isinstance(hits, BaseException):
+                raise hits
+            return bool(hits)
+        registry = self._mount(parsed.mount).registry
+        return bool(await registry.has_object(parsed.name, parsed.version or LATEST))
+
+    async def _has_many(self, keys: list[str]) -> BatchResult[bool]:
+        parsed = [_attempt(parse_store_key, k) for k in keys]
+        unqualified = _unqualified(parsed)
+        qualified = [i for i in range(len(keys)) if i not in dict(unqualified)]
+        routes = [self._route_parsed(parsed[i]) for i in qualified]
+
+        async def call(reg: AsyncRegistry, _: list[int], pks: list[StoreKey]) -> BatchResult[bool]:
+            found = await reg.has_object([k.name for k in pks], [k.version or LATEST for k in pks])
+            assert isinstance(found, BatchResult)
+            return found
+
+        direct = await self._dispatch(routes, call)
+        searched = await self._search([k for _, k in unqualified], dict(self._mounts))
+        results: list[bool | None] = [None] * len(keys)
+        errors: dict[int, BaseException] = {}
+        for pos, i in enumerate(qualified):
+            results[i] = direct.results[pos]
+            if pos in direct.errors:
+                errors[i] = direct.errors[pos]
+        for (i, _), hits in zip(unqualified, searched, strict=True):
+            if isinstance(hits, BaseException):
+                errors[i] = hits
+            else:
+                results[i] = bool(hits)
+        return BatchResult(results, dict(sorted(errors.items())))
+
+    @overload
+    async def info(self, key: str | None = None) -> dict[str, Any]: ...
+
+    @overload
+    async def info(self, key: list[str]) -> BatchResult[dict[str, Any]]: ...
+
+    async def info(
+        self, key: str | list[str] | None = None
+    ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
+        """Metadata as dicts, each with its ``mount``.
+
+        ``info("m/x@2")``: that version; ``info("m/x")``: {version: info};
+        ``info()``: {"mount/name": {version: info}} over every mount.
+        """
+        if key is None:
+            return await self._info_all()
+        if isinstance(key, list):
+            routes = await self._read_routes(key)
+
+            async def call(
+                reg: AsyncRegistry, _: list[int], pks: list[StoreKey]
+            ) -> BatchResult[dict[str, Any]]:
+                versions: Any = [k.version for k in pks]
+                return await reg.info([k.name for k in pks], versions)
+
+            batch = await self._dispatch(routes, call)
+            for i, (route, found) in enumerate(zip(routes, batch.results, strict=True)):
+                if found is not None and isinstance(route, _Route):
+                    batch.results[i] = _tag(found, route.mount, route.key.version is not None)
+            return batch
+        route = await self._read_route(key)
+        found = await route.registry.info(route.key.name, route.key.version)
+        return _tag(found, route.mount, route.key.version is not None)
+
+    async def _info_all(self) -> dict[str, Any]:
+        mounts = list(self._mounts.items())
+
+        async def one(item: tuple[str, _Mount]) -> dict[str, Any]:
+            return await item[1].registry.info()
+
+        per_mount = await fanout(one, mounts, limit=len(mounts))
+        per_mount.raise_first()
+        out: dict[str, Any] = {}
+        for (mount, _), found in zip(mounts, per_mount.results, strict=True):
+            for name, versions in (found or {}).items():
+                out[f"{mount}/{name}"] = _tag(versions, mount, one_version=False)
+        return dict(sorted(out.items()))
+
+    async def list_objects(self, mount: str | None = None) -> list[str]:
+        """``"mount/name"`` of every object (or of one mount's), sorted."""
+        names = [mount] if mount is not None else list(self._mounts)
+        registries = [self._mount(n).registry for n in names]
+
+        async def one(registry: AsyncRegistry) -> list[str]:
+            return await registry.list_objects()
+
+        found = await fanout(one, registries, limit=len(registries))
+        found.raise_first()
+        return sorted(
+            f"{n}/{obj}" for n, objs in zip(names, found.results, strict=True) for obj in objs or ()
+        )
+
+    async def list_versions(self, key: str) -> list[str]:
+        """Live versions of the object at ``key`` (a key without '@version')."""
+        route = await self._read_route(key)
+        if route.key.version is not None:
+            raise StoreKeyFormatError(
+                f"list_versions takes a key without '@version', got {key!r}; {KEY_FORMAT}"
+            )
+        return await route.registry.list_versions(route.key.name)
+
+    async def keys(self) -> list[str]:
+        return await self.list_objects()
+
+    # -- copy and move ---------------------------------------------------------------
+
+    @overload
+    async def copy(self, src: str, dst: str) -> str: ...
+
+    @overload
+    async def copy(self, src: list[str], dst: list[str]) -> BatchResult[str]: ...
+
+    async def copy(self, src: str | list[str], dst: str | list[str]) -> str | BatchResult[str]:
+        """Copy one version (default: the latest) to ``dst``; returns the new version.
+
+        ``dst`` gets its own version if the key names one, else the next one.
+        Metadata and materializer are kept. Path objects stream file by file;
+        other objects are loaded once, then saved.
+        """
+        return await self._transfer(src, dst, move=False)
+
+    @overload
+    async def move(self, src: str, dst: str) -> str: ...
+
+    @overload
+    async def move(self, src: list[str], dst: list[str]) -> BatchResult[str]: ...
+
+    async def move(self, src: str | list[str], dst: str | list[str]) -> str | BatchResult[str]:
+        """``copy``, then delete the source version once the copy is committed.
+
+        While both exist, unqualified reads through this store see only the
+        destination, so they never fail as ambiguous mid-move.
+        """
+        return await self._transfer(src, dst, move=True)
+
+    async def _transfer(
+        self, src: str | list[str], dst: str | list[str], *, move: bool
+    ) -> str | BatchResult[str]:
+        if isinstance(src, list) != isinstance(dst, list):
+            raise TypeError("src and dst must both be keys or both be lists of keys")
+        if isinstance(src, list) and isinstance(dst, list):
+            if len(src) != len(dst):
+                raise ValueError(f"{len(src)} sources for {len(dst)} destinations; give one each")
+
+            async def one(pair: tuple[str, str]) -> str:
+                return await self._transfer_one(pair[0], pair[1], move)
+
+            return await fanout(one, list(zip(src, dst, strict=True)), limit=TRANSFER_CONCURRENCY)
+        assert isinstance(src, str) and isinstance(dst, str)
+        return await self._transfer_one(src, dst, move)
+
+    async def _transfer_one(self, src: str, dst: str, move: bool) -> str:
+        action = "move" if move else "copy"
+        source = await self._read_route(src)
+        if move:
+            self._writable(source, "move from")
+        target = self._write_route(dst, f"{action} to")
+        info = await source.registry.info(source.key.name, source.key.version or LATEST)
+        version: str = info["version"]
+        # Registered before the destination commits: from then on unqualified
+        # reads of this name prefer the destination (see _pick).
+        moving = (source.mount, target.mount, source.key.name)
+        registered = move and source.key.name == target.key.name
+        if registered:
+            self._moving[moving] += 1
+        try:
+            saved = await self._copy_version(source, target, version, info)
+            if move:
+                await source.registry.delete(source.key.name, version=version)
+        finally:
+            if registered:
+                self._moving[moving] -= 1
+                if not self._moving[moving]:
+                    del self._moving[moving]
+        return saved
+
+    async def _copy_version(
+        self, source: _Route, target: _Route, version: str, info: dict[str, Any]
+    ) -> str:
+        obj = await source.registry.load(source.key.name, version=version)
+        try:
+            return await target.registry.save(
+                target.key.name,
+                obj,
+                version=target.key.version,
+                metadata=info["metadata"],
+                materializer=info["materializer"],
+            )
+        finally:
+            await anyio.to_thread.run_sync(_discard_loaded, obj, info["materializer"])
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this store is closed (its temp mount is gone)")
+
+    def _mount(self, name: str) -> _Mount:
+        self._check_open()
+        mount = self._mounts.get(name)
+        if mount is None:
+            raise StoreLocationNotFound(
+                f"no mount named {name!r} (mounted: {', '.join(self._mounts)}); {KEY_FORMAT}"
+            )
+        return mount
+
+    def _route(self, key: StoreKey) -> _Route:
+        name = key.mount or self._default
+        return _Route(name, self._mount(name).registry, key)
+
+    def _route_parsed(self, key: StoreKey | BaseException) -> Routed:
+        """Batch form of ``_route``: a parse error stays the item's error."""
+        return key if isinstance(key, BaseException) else _attempt(self._route, key)
+
+    def _writable(self, route: _Route, action: str) -> _Route:
+        if self._mount(route.mount).read_only:
+            raise StoreReadOnlyError(
+                f"mount {route.mount!r} is read-only: cannot {action} "
+                f"{str(replace(route.key, mount=route.mount))!r}",
+                mount=route.mount,
+            )
+        return route
+
+    def _write_route(self, key: str, action: str) -> _Route:
+        """Qualified keys go to their mount, unqualified ones to the default mount."""
+        return self._writable(self._route(parse_store_key(key)), action)
+
+    async def _read_route(self, key: str) -> _Route:
+        (route,) = await self._read_routes([key])
+        if isinstance(route, BaseException):
+            raise route
+        return route
+
+    async def _read_routes(self, keys: Sequence[str]) -> list[Routed]:
+        """Route reads: qualified keys to their mount, unqualified ones to the
+        one mount that holds them (all mounts are searched concurrently)."""
+        self._check_open()
+        mounts = dict(self._mounts)  # one view of the mounts for the whole call
+        parsed = [_attempt(parse_store_key, k) for k in keys]
+        unqualified = _unqualified(parsed)
+        searched = await self._search([k for _, k in unqualified], mounts)
+        hits_of = {i: hits for (i, _), hits in zip(unqualified, searched, strict=True)}
+        routes: list[Routed] = []
+        for i, key in enumerate(parsed):
+            if i not in hits_of:
+                routes.append(self._route_parsed(key))
+            elif isinstance(hits := hits_of[i], BaseException):
+                routes.append(hits)
+            else:
+                assert isinstance(key, StoreKey)
+                routes.append(_attempt(self._pick, key, hits, mounts))
+        return routes
+
+    async def _search(
+        self, keys: list[StoreKey], mounts: dict[str, _Mount]
+    ) -> list[list[str] | BaseException]:
+        """For each key, the mounts holding it, in mount order.
+
+        A mount that fails to answer fails the key (a hit there could make it
+        ambiguous), with a note naming that mount.
+        """
+        if not keys:
+            return []
+        names = [k.name for k in keys]
+        versions = [k.version or LATEST for k in keys]
+        order = list(mounts)
+
+        async def probe(mount: str) -> BatchResult[bool]:
+            found = await mounts[mount].registry.has_object(names, versions)
+            assert isinstance(found, BatchResult)
+            return found
+
+        probes = await fanout(probe, order, limit=len(order))
+        for j, error in probes.errors.items():
+            error.add_note(f"(while searching mount {order[j]!r})")
+        out: list[list[str] | BaseException] = []
+        for i in range(len(keys)):
+            hits: list[str] = []
+            failure: BaseException | None = None
+            for j, mount in enumerate(order):
+                batch = probes.results[j]
+                failure = probes.errors.get(j) or (batch.errors.get(i) if batch else None)
+                if failure is not None:
+                    break
+                if batch is not None and batch.results[i]:
+                    hits.append(mount)
+            out.append(failure if failure is not None else hits)
+        return out
+
+    def _pick(self, key: StoreKey, hits: list[str], mounts: dict[str, _Mount]) -> _Route:
+        """The one mount among ``hits``; not found or ambiguous otherwise."""
+        if len(hits) > 1:  # a move in flight: its source no longer counts
+            hits = [
+                m for m in hits if not any(self._moving[(m, d, key.name)] for d in hits if d != m)
+            ]
+        if not hits:
+            raise RegistryObjectNotFound(
+                f"no object {str(key)!r} in any mount (searched {', '.join(mounts)})"
+            )
+        if len(hits) > 1:
+            raise StoreAmbiguousObjectError(
+                f"{str(key)!r} exists in several mounts ({', '.join(hits)}); qualify the "
+                f"key with its mount, e.g. '{hits[0]}/{key}'",
+                mounts=hits,
+            )
+        return _Route(hits[0], mounts[hits[0]].registry, key)
+
+    async def _dispatch(self, routes: list[Routed], call: GroupCall[R]) -> BatchResult[R]:
+        """Run ``call`` once per mount with that mount's items, all mounts
+        concurrently, and put the results back in input order."""
+        results: list[R | None] = [None] * len(routes)
+        errors: dict[int, BaseException] = {}
+        groups: dict[str, list[tuple[int, _Route]]] = {}
+        for i, route in enumerate(routes):
+            if isinstance(route, BaseException):
+                errors[i] = route
+            else:
+                groups.setdefault(route.mount, []).append((i, route))
+
+        async def run(members: list[tuple[int, _Route]]) -> BatchResult[R]:
+            registry = members[0][1].registry
+            return await call(registry, [i for i, _ in members], [r.key for _, r in members])
+
+        order = list(groups.values())
+        done = await fanout(run, order, limit=max(1, len(order)))
+        for j, members in enumerate(order):
+            batch, failure = done.results[j], done.errors.get(j)
+            for pos, (i, _) in enumerate(members):
+                if failure is not None:
+                    errors[i] = failure
+                elif batch is not None and pos in batch.errors:
+                    errors[i] = batch.errors[pos]
+                elif batch is not None:
+                    results[i] = batch.results[pos]
+        return BatchResult(results, dict(sorted(errors.items())))
