@@ -14,6 +14,7 @@ from registry._runner import get_runner
 from registry.backends.base import Backend
 from registry.core.artifacts import Verify
 from registry.core.cache import DEFAULT_MAX_BYTES
+from registry.core.fanout import Progress
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
 from registry.core.registry import (
     DEFAULT_INLINE_LIMIT,
@@ -130,6 +131,7 @@ class Registry:
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
+        progress: Progress | None = None,
     ) -> BatchResult[str]: ...
 
     def save(
@@ -141,6 +143,7 @@ class Registry:
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
+        progress: Progress | None = None,
     ) -> str | BatchResult[str]:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
         result: str | BatchResult[str] = get_runner().run(
@@ -151,6 +154,7 @@ class Registry:
                 metadata=metadata,
                 materializer=materializer,
                 on_conflict=on_conflict,
+                progress=progress,
             )
         )
         return result
@@ -165,6 +169,7 @@ class Registry:
         *,
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
+        progress: Progress | None = None,
     ) -> BatchResult[Any]: ...
 
     def load(
@@ -173,8 +178,10 @@ class Registry:
         *,
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
+        progress: Progress | None = None,
     ) -> Any:
-        return get_runner().run(self.async_registry.load(name, version=version, verify=verify))  # type: ignore[arg-type]
+        areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        return get_runner().run(areg.load(name, version=version, verify=verify, progress=progress))
 
     def iter_load(
         self,

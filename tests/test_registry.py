@@ -478,3 +478,13 @@ def test_location_strings_pick_the_backend(tmp_path: Path) -> None:
     assert isinstance(s3, S3Backend) and s3.uri == "s3://bucket/team-a"
     with pytest.raises(ValueError, match="unsupported location"):
         AsyncRegistry("ftp://host/x")
+
+
+async def test_batches_report_progress(areg: AsyncRegistry) -> None:
+    seen: list[tuple[int, int]] = []
+    names = [f"p{i}" for i in range(10)] + ["bad/name"]
+    await areg.save(names, list(range(11)), progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 11) for i in range(1, 12)]  # failed items count too
+    seen.clear()
+    await areg.load(names[:10], progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (10, 10) and len(seen) == 10

@@ -19,15 +19,28 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+Progress = Callable[[int, int], None]
+
+
 async def fanout(
-    func: Callable[[T], Awaitable[R]], items: Sequence[T], *, limit: int
+    func: Callable[[T], Awaitable[R]],
+    items: Sequence[T],
+    *,
+    limit: int,
+    progress: Progress | None = None,
 ) -> BatchResult[R]:
+    """Run ``func`` on every item, at most ``limit`` at once.
+
+    ``progress(done, total)`` is called after each item, failed ones included
+    (on the event loop: keep it quick, e.g. a progress bar's update).
+    """
     results: list[R | None] = [None] * len(items)
     errors: dict[int, BaseException] = {}
     next_index = 0
+    done = 0
 
     async def worker() -> None:
-        nonlocal next_index
+        nonlocal next_index, done
         while next_index < len(items):
             index = next_index
             next_index += 1
@@ -35,6 +48,9 @@ async def fanout(
                 results[index] = await func(items[index])
             except Exception as exc:
                 errors[index] = exc
+            if progress is not None:
+                done += 1
+                progress(done, len(items))
 
     workers = min(max(limit, 1), len(items))
     if workers == 1:

@@ -33,7 +33,7 @@ from registry.core.exceptions import (
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
-from registry.core.fanout import fanout
+from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, SETTINGS_KEY, meta_key, split_meta_key
 from registry.core.names import validate_name
@@ -240,6 +240,7 @@ class AsyncRegistry:
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
+        progress: Progress | None = None,
     ) -> BatchResult[str]: ...
 
     async def save(
@@ -251,12 +252,13 @@ class AsyncRegistry:
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
+        progress: Progress | None = None,
     ) -> str | BatchResult[str]:
         """Save ``obj`` under ``name``; returns the version saved.
 
         A list of names saves a batch (``obj`` a list of the same length) and
         returns a BatchResult of versions, one per input, never raising for a
-        per-item failure.
+        per-item failure; ``progress(done, total)`` is called as items finish.
         """
         if on_conflict not in ("skip", "overwrite"):
             raise ValueError(f"on_conflict must be 'skip' or 'overwrite', got {on_conflict!r}")
@@ -277,7 +279,7 @@ class AsyncRegistry:
             async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
                 return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
 
-            return await fanout(one, items, limit=self.backend.concurrency)
+            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str for a single save (lists are for batches)")
         return await self._save_one(name, obj, version, metadata, mat, on_conflict)  # type: ignore[arg-type]
@@ -383,6 +385,7 @@ class AsyncRegistry:
         *,
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
+        progress: Progress | None = None,
     ) -> BatchResult[Any]: ...
 
     async def load(
@@ -391,6 +394,7 @@ class AsyncRegistry:
         *,
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
+        progress: Progress | None = None,
     ) -> Any:
         """Load a version (default: the latest). A list of names loads a batch.
 
@@ -405,9 +409,8 @@ class AsyncRegistry:
             async def one(item: tuple[str, str | None]) -> Any:
                 return await self._load_one(item[0], item[1] or LATEST, level)
 
-            return await fanout(
-                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
-            )
+            items = list(zip(name, versions, strict=True))
+            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
         return await self._load_one(name, version, level)
