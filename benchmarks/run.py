@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.common import Config, Result, machine_header, print_table
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
+from benchmarks.s3 import bench_s3
 
 GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "single": (bench_single, "small objects one at a time, sync facade"),
@@ -28,12 +29,13 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "file": (bench_file, "large file save/load with peak memory"),
     "numpy": (bench_numpy, "large numpy array save/load with peak memory"),
     "import": (bench_imports, "import time in a fresh interpreter"),
+    "s3": (bench_s3, "moto and SeaweedFS on 127.0.0.1 vs raw aioboto3"),
 }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.run", description="registry benchmarks (local disk)"
+        prog="python -m benchmarks.run", description="registry benchmarks (local disk, S3)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer rounds")
     parser.add_argument(
