@@ -253,16 +253,15 @@ async def read_artifacts(
     folder = await anyio.to_thread.run_sync(make_tmp)
     try:
         await _download(backend, meta, folder, where)
-        if verify != "none":
-            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
-        if cache is not None:
-            final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
-            return await anyio.to_thread.run_sync(
-                _load_folder, materializer, meta, final, cls, "none", where
-            )
-        return await anyio.to_thread.run_sync(
-            _load_folder, materializer, meta, folder, cls, "none", where
-        )
+        if cache is None:
+            return await _load_verified(materializer, meta, folder, cls, verify, where)
+        final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
+        try:
+            # Verified while loading (large, safe materializers) or before.
+            return await _load_verified(materializer, meta, final, cls, verify, where)
+        except RegistryIntegrityError:
+            await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+            raise
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
 

@@ -59,12 +59,16 @@ class Cache:
             return None
 
     def write_meta(self, name: str, version_key: str, data: bytes) -> None:
+        # One temp file beside the target and an atomic replace: concurrent
+        # readers see the old or the new file, never a partial one.
         path = self._meta_path(name, version_key)
-        tmp = self.new_tmp() / "meta.json"
-        tmp.write_bytes(data)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuidlib.uuid4().hex}")
+        try:
+            tmp.write_bytes(data)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
         os.replace(tmp, path)
-        shutil.rmtree(tmp.parent, ignore_errors=True)
 
     def drop_meta(self, name: str, version_key: str) -> None:
         self._meta_path(name, version_key).unlink(missing_ok=True)
