@@ -23,6 +23,7 @@ _EXPORTS = {
     "LocalBackend": "registry.backends.local",
     "MemoryBackend": "registry.backends.memory",
     "S3Backend": "registry.backends.s3",
+    "GCSBackend": "registry.backends.gcs",
     "BatchResult": "registry.core.types",
     "JanitorReport": "registry.core.janitor",
     "Materializer": "registry.materializers.base",
@@ -56,6 +57,8 @@ _ALIASES = {
     "MemoryRegistryBackend": "MemoryBackend",
     "S3RegistryBackend": "S3Backend",
     "MinioRegistryBackend": "S3Backend",
+    "GCPRegistryBackend": "GCSBackend",
+    "GCSRegistryBackend": "GCSBackend",
 }
 
 __all__ = [
@@ -65,6 +68,9 @@ __all__ = [
     "BatchResult",
     "BlobMaterializer",
     "FileInfo",
+    "GCPRegistryBackend",
+    "GCSBackend",
+    "GCSRegistryBackend",
     "JanitorReport",
     "LocalBackend",
     "LocalRegistryBackend",
@@ -110,6 +116,9 @@ if TYPE_CHECKING:
     from registry._store_sync import Store
     from registry._sync import Registry
     from registry.backends.base import Backend, FileInfo
+    from registry.backends.gcs import GCSBackend
+    from registry.backends.gcs import GCSBackend as GCPRegistryBackend
+    from registry.backends.gcs import GCSBackend as GCSRegistryBackend
     from registry.backends.local import LocalBackend
     from registry.backends.local import LocalBackend as LocalRegistryBackend
     from registry.backends.memory import MemoryBackend

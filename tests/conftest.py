@@ -16,6 +16,7 @@ from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.backends.memory import MemoryBackend
 from registry.backends.s3 import S3Backend
+from tests.gcs_fixtures import GCSTarget, gcs_fs_target, gcs_target  # noqa: F401
 from tests.s3_servers import S3Server, moto_server, prepare_bucket, seaweedfs_server
 
 
@@ -61,9 +62,9 @@ def seaweedfs_target() -> Iterator[S3Target]:
         yield S3Target(server, prepare_bucket(server))
 
 
-# Every registry-level test runs on each of these; the S3 kinds use real
-# servers started once per session (tests/s3_servers.py).
-BACKEND_KINDS = ["memory", "local", "moto", "seaweedfs"]
+# Every registry-level test runs on each of these; the remote kinds use real
+# servers started once per session (tests/s3_servers.py, tests/gcs_servers.py).
+BACKEND_KINDS = ["memory", "local", "moto", "seaweedfs", "gcs"]
 
 
 @pytest.fixture(params=BACKEND_KINDS)
@@ -76,7 +77,7 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
         return lambda: shared
     if kind == "local":
         return lambda: LocalBackend(tmp_path / "registry")
-    target: S3Target = request.getfixturevalue(f"{kind}_target")
+    target: S3Target | GCSTarget = request.getfixturevalue(f"{kind}_target")
     prefix = f"r-{uuid.uuid4().hex}"
     return lambda: target.backend(prefix=prefix)
 

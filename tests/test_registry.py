@@ -476,6 +476,10 @@ def test_location_strings_pick_the_backend(tmp_path: Path) -> None:
     assert isinstance(AsyncRegistry("memory://").backend, MemoryBackend)
     s3 = AsyncRegistry("s3://bucket/team-a").backend
     assert isinstance(s3, S3Backend) and s3.uri == "s3://bucket/team-a"
+    from registry import GCSBackend
+
+    gcs = AsyncRegistry("gs://bucket/team-a").backend
+    assert isinstance(gcs, GCSBackend) and gcs.uri == "gs://bucket/team-a"
     with pytest.raises(ValueError, match="unsupported location"):
         AsyncRegistry("ftp://host/x")
 

@@ -65,7 +65,7 @@ def default_root() -> Path:
 
 
 def backend_for(location: str | os.PathLike[str]) -> Backend:
-    """A backend from a location: a folder path, ``file://``, ``s3://`` or ``memory://``."""
+    """A backend from a location: a folder path, ``file://``, ``s3://``, ``gs://``, ``memory://``."""
     text = os.fspath(location)
     scheme, sep, _ = text.partition("://")
     if not sep or scheme == "file":
@@ -74,12 +74,16 @@ def backend_for(location: str | os.PathLike[str]) -> Backend:
         from registry.backends.s3 import S3Backend
 
         return S3Backend(uri=text)
+    if scheme == "gs":
+        from registry.backends.gcs import GCSBackend
+
+        return GCSBackend(uri=text)
     if scheme == "memory":
         from registry.backends.memory import MemoryBackend
 
         return MemoryBackend()
     raise ValueError(
-        f"unsupported location {text!r}: use a folder path, file://, s3:// or memory://, "
+        f"unsupported location {text!r}: use a folder path, file://, s3://, gs:// or memory://, "
         "or pass backend= with a Backend instance"
     )
 
