@@ -23,6 +23,10 @@ class CountingBackend(Backend):
         self.is_remote = inner.is_remote if remote is None else remote
         self.counts: Counter[str] = Counter()
 
+    @property
+    def identity(self) -> str:
+        return f"counting+{self.inner.identity}"
+
     def reset(self) -> None:
         self.counts.clear()
 
@@ -58,6 +62,10 @@ class CountingBackend(Backend):
         self.counts["list"] += 1
         async for entry in self.inner.list(prefix, delimiter=delimiter):
             yield entry
+
+    async def list_children(self, prefix: str) -> Sequence[str]:
+        self.counts["list"] += 1
+        return await self.inner.list_children(prefix)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
