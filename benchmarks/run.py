@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.common import Config, Result, machine_header, print_table
+from benchmarks.gcs import bench_gcs
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
 from benchmarks.s3 import bench_s3
@@ -30,6 +31,7 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "numpy": (bench_numpy, "large numpy array save/load with peak memory"),
     "import": (bench_imports, "import time in a fresh interpreter"),
     "s3": (bench_s3, "moto and SeaweedFS on 127.0.0.1 vs raw aioboto3"),
+    "gcs": (bench_gcs, "fake-gcs-server on 127.0.0.1 vs raw gcloud-aio-storage"),
 }
 
 
