@@ -2,7 +2,8 @@
 
 Layout under ``<cache root>/<hash of the backend uri>/``:
 
-    meta/<name>/<version key>.json     metadata as last read or written
+    meta/<name>@<version key>.json     metadata as last read or written (one flat
+                                       folder: no folder to create per name)
     objects/<name>/<uuid>/<files...>   artifact folders, complete or absent
     tmp/                               downloads and saves in progress
 
@@ -38,7 +39,10 @@ def default_cache_root() -> Path:
 
 
 class Cache:
-    """Blocking helpers; callers run them in worker threads."""
+    """Blocking helpers. Folder work runs in worker threads; the metadata
+    calls (one small unsynced file) run on the event loop, where they cost
+    less than the hop to a thread would (cache files are not fsynced: a lost
+    cache entry is fetched again)."""
 
     def __init__(self, root: Path, uri: str, *, max_bytes: int | None = DEFAULT_MAX_BYTES):
         digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
@@ -50,7 +54,8 @@ class Cache:
     # -- metadata ---------------------------------------------------------------
 
     def _meta_path(self, name: str, version_key: str) -> Path:
-        return self.root / "meta" / name / f"{version_key}.json"
+        # Names never contain '@' or '/', so "<name>@<key>" is unambiguous.
+        return self.root / "meta" / f"{name}@{version_key}.json"
 
     def read_meta(self, name: str, version_key: str) -> bytes | None:
         try:

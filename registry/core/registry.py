@@ -353,9 +353,7 @@ class AsyncRegistry:
                         await anyio.to_thread.run_sync(self._cache.discard, name, uid)
             raise
         if self._cache is not None:
-            await anyio.to_thread.run_sync(
-                self._cache.write_meta, name, Version(saved).key, meta_bytes
-            )
+            self._cache.write_meta(name, Version(saved).key, meta_bytes)
         return saved
 
     def _explicit_version(self, version: str | None, settings: RegistrySettings) -> Version | None:
@@ -503,12 +501,12 @@ class AsyncRegistry:
         data = await mvcc.read_meta_bytes(self.backend, name, key)
         if data is None:
             if cache is not None:
-                await anyio.to_thread.run_sync(cache.drop_meta, name, key)
+                cache.drop_meta(name, key)
             what = f"{name!r}" if version == LATEST else f"{name}@{version}"
             raise RegistryObjectNotFound(f"no object {what} in {self.backend.uri}")
         meta = mvcc.decode_meta(data, where)
         if cache is not None:
-            await anyio.to_thread.run_sync(cache.write_meta, name, key, data)
+            cache.write_meta(name, key, data)
         return meta
 
     # -- delete ----------------------------------------------------------------
@@ -552,7 +550,7 @@ class AsyncRegistry:
         for target in targets:
             await mvcc.tombstone(self.backend, name, target)
             if self._cache is not None:
-                await anyio.to_thread.run_sync(self._cache.drop_meta, name, target.key)
+                self._cache.drop_meta(name, target.key)
 
     # -- queries ---------------------------------------------------------------
 
