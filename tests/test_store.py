@@ -910,15 +910,23 @@ def test_a_config_error_is_also_a_registry_config_error() -> None:
     assert issubclass(StoreConfigError, RegistryConfigError)
 
 
+@pytest.fixture(params=["moto_target", "gcs_target"])
+def remote_target(request: pytest.FixtureRequest) -> Any:
+    """A real remote server: moto for S3, fake-gcs-server for GCS."""
+    return request.getfixturevalue(request.param)
+
+
 @pytest.mark.anyio
-async def test_mounts_on_local_and_s3_work_together(tmp_path: Path, moto_target: Any) -> None:
-    """A real S3 server (moto) as one mount, local disk as another."""
-    s3 = AsyncRegistry(moto_target.backend(), version_objects=True, cache_dir=tmp_path / "c")
+async def test_mounts_on_local_and_a_remote_store_work_together(
+    tmp_path: Path, remote_target: Any
+) -> None:
+    """A remote store as one mount, local disk as another."""
+    remote = AsyncRegistry(remote_target.backend(), version_objects=True, cache_dir=tmp_path / "c")
     local = AsyncRegistry(tmp_path / "local", version_objects=True)
     async with AsyncStore() as store:
-        store.add_mount("remote", s3)
+        store.add_mount("remote", remote)
         store.add_mount("disk", local)
-        big = os.urandom(300_000)  # not inlined: a uuid folder on S3
+        big = os.urandom(300_000)  # not inlined: a uuid folder on the remote store
         assert await store.save("remote/model", big) == "1"
         assert await store.copy("remote/model", "disk/model") == "1"
         assert await store.load("disk/model@1") == big
