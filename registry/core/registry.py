@@ -17,13 +17,7 @@ import msgspec
 from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.core import mvcc
-from registry.core.artifacts import (
-    VERIFY_LEVELS,
-    Verify,
-    delete_folder,
-    read_artifacts,
-    write_artifacts,
-)
+from registry.core.artifacts import VERIFY_LEVELS, Verify, delete_folder, write_artifacts
 from registry.core.cache import DEFAULT_MAX_BYTES, Cache, default_cache_root
 from registry.core.exceptions import (
     ObjectNotFound,
@@ -36,6 +30,7 @@ from registry.core.exceptions import (
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, SETTINGS_KEY, meta_key, split_meta_key
+from registry.core.loading import read_artifacts
 from registry.core.names import validate_name
 from registry.core.types import (
     BatchResult,

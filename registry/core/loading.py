@@ -1,0 +1,200 @@
+"""Stored artifacts back into objects, with integrity checks.
+
+Inlined objects decode straight from the metadata. Uuid folders are read in
+place on a local disk, from the cache (or downloaded into it) for remote
+backends, and through a temporary folder otherwise. Large objects whose
+materializer reads untrusted bytes safely are hashed while they load.
+"""
+
+from __future__ import annotations
+
+import hmac
+import shutil
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from registry.backends.base import Backend
+from registry.core.artifacts import ON_LOOP_BYTES, Verify
+from registry.core.cache import Cache
+from registry.core.exceptions import ObjectNotFound, PickleRefused, RegistryIntegrityError
+from registry.core.fanout import fanout
+from registry.core.layout import objects_folder
+from registry.core.types import FileEntry, ObjectMeta
+from registry.materializers.base import BlobMaterializer, Materializer, entry_for, hash_file
+from registry.materializers.lookup import get_materializer, import_path
+
+
+@cache
+def _import_class(path: str) -> type | None:
+    try:
+        cls = import_path(path)
+    except (ImportError, AttributeError):
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def _check(meta: ObjectMeta, rel: str, actual: FileEntry, where: str) -> None:
+    expected = meta.files.get(rel)
+    if expected is None:
+        raise RegistryIntegrityError(f"{where}: {rel} is not recorded in the metadata")
+    if actual.size != expected.size or not hmac.compare_digest(actual.sha256, expected.sha256):
+        raise RegistryIntegrityError(
+            f"{where}: {rel} does not match its metadata (size {actual.size} vs "
+            f"{expected.size} recorded, sha256 differs); the stored copy is damaged: "
+            "restore it or save the object again"
+        )
+
+
+def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
+    for rel in meta.files:
+        path = folder / rel
+        try:
+            actual = hash_file(path)
+        except FileNotFoundError:
+            raise RegistryIntegrityError(
+                f"{where}: artifact {rel} is missing; restore it or save the object again"
+            ) from None
+        _check(meta, rel, actual, where)
+
+
+async def read_artifacts(
+    backend: Backend,
+    meta: ObjectMeta,
+    *,
+    verify: Verify,
+    allow_pickle: bool,
+    cache: Cache | None = None,
+) -> Any:
+    where = f"{meta.name}@{meta.version}"
+    materializer = get_materializer(meta.materializer)
+    if materializer.uses_pickle and not allow_pickle:
+        raise PickleRefused(
+            f"{where} was stored with pickle ({meta.object_class}) and this registry has "
+            "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
+        )
+    cls = _import_class(meta.object_class)
+    if meta.inline is not None:
+        data = meta.inline
+        if verify != "none":
+            (rel,) = meta.files
+            _check(meta, rel, entry_for(data), where)
+        assert isinstance(materializer, BlobMaterializer)
+        if len(data) <= ON_LOOP_BYTES:
+            return materializer.loads(data, cls)
+        return await anyio.to_thread.run_sync(materializer.loads, data, cls)
+
+    prefix = objects_folder(meta.name, meta.uuid)
+    in_place = backend.local_path(prefix)
+    if in_place is not None:
+        return await _load_verified(materializer, meta, in_place, cls, verify, where)
+    if cache is not None:
+        cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
+        if cached is not None:
+            try:
+                return await _load_verified(materializer, meta, cached, cls, verify, where)
+            except RegistryIntegrityError:
+                # Damaged or evicted under us: drop the copy and fetch again.
+                await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+    make_tmp = cache.new_tmp if cache is not None else lambda: Path(tempfile.mkdtemp())
+    folder = await anyio.to_thread.run_sync(make_tmp)
+    try:
+        await _download(backend, meta, folder, where)
+        if cache is None:
+            return await _load_verified(materializer, meta, folder, cls, verify, where)
+        final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
+        try:
+            # Verified while loading (large, safe materializers) or before.
+            return await _load_verified(materializer, meta, final, cls, verify, where)
+        except RegistryIntegrityError:
+            await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+            raise
+    finally:
+        await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+
+
+async def _download(backend: Backend, meta: ObjectMeta, folder: Path, where: str) -> None:
+    prefix = objects_folder(meta.name, meta.uuid)
+
+    async def download(rel: str) -> None:
+        dest = folder / rel
+        await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
+        await backend.get_file(f"{prefix}/{rel}", dest)
+
+    downloaded = await fanout(download, list(meta.files), limit=backend.concurrency)
+    for index in downloaded.failed:
+        error = downloaded.errors[index]
+        if isinstance(error, ObjectNotFound):
+            raise RegistryIntegrityError(
+                f"{where}: artifact {error} is missing on {backend.uri}; restore it or save "
+                "the object again"
+            ) from error
+        raise error
+
+
+PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
+
+
+async def _load_verified(
+    materializer: Materializer,
+    meta: ObjectMeta,
+    folder: Path,
+    cls: type | None,
+    verify: Verify,
+    where: str,
+) -> Any:
+    """Load from ``folder``, verifying first, or, for large objects whose
+    materializer reads untrusted bytes safely, in a parallel thread (hashing
+    releases the GIL, so both passes run at once on two cores)."""
+    if (
+        verify == "none"
+        or meta.size < PARALLEL_VERIFY_BYTES
+        or not materializer.loads_untrusted_safely
+    ):
+        return await anyio.to_thread.run_sync(
+            _load_folder, materializer, meta, folder, cls, verify, where
+        )
+    verify_error: RegistryIntegrityError | None = None
+
+    async def check() -> None:
+        nonlocal verify_error
+        try:
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+        except RegistryIntegrityError as exc:
+            verify_error = exc
+
+    load_error: Exception | None = None
+    result: Any = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(check)
+        try:
+            result = await anyio.to_thread.run_sync(
+                _load_folder, materializer, meta, folder, cls, "none", where
+            )
+        except Exception as exc:
+            load_error = exc
+    if verify_error is not None:  # explains a load error too: report it first
+        raise verify_error
+    if load_error is not None:
+        raise load_error
+    return result
+
+
+def _load_folder(
+    materializer: Materializer,
+    meta: ObjectMeta,
+    folder: Path,
+    cls: type | None,
+    verify: Verify,
+    where: str,
+) -> Any:
+    if verify != "none":
+        _verify_folder(meta, folder, where)
+    try:
+        return materializer.load(folder, cls)
+    except FileNotFoundError as exc:
+        raise RegistryIntegrityError(f"{where}: artifact missing ({exc})") from None
