@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -492,3 +493,18 @@ async def test_batches_report_progress(areg: AsyncRegistry) -> None:
     seen.clear()
     await areg.load(names[:10], progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (10, 10) and len(seen) == 10
+
+
+async def test_large_file_is_hashed_while_copied(areg: AsyncRegistry, tmp_path: Path) -> None:
+    """Files above the parallel-copy size are copied by the kernel while a
+    second thread hashes them; the recorded sha256 must still be exact."""
+    import hashlib
+
+    src = tmp_path / "big.bin"
+    data = os.urandom(1024 * 1024) * 17  # 17 MiB
+    src.write_bytes(data)
+    await areg.save("big-file", src)
+    info = await areg.info("big-file", "1")
+    (entry,) = info["files"].values()
+    assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert (await areg.load("big-file")).read_bytes() == data

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
@@ -116,12 +119,34 @@ class HashingWriter(io.RawIOBase):
         return FileEntry(size=self.size, sha256=self._hash.hexdigest())
 
 
+PARALLEL_COPY_BYTES = 16 * 1024 * 1024
+
+
 def copy_file(src: Path, dest: Path) -> FileEntry:
-    """Stream ``src`` to ``dest`` in bounded chunks, hashing in the same pass."""
-    with open(src, "rb") as source, HashingWriter(dest) as out:
-        while chunk := source.read(CHUNK):
-            out.write(chunk)
-    return out.entry()
+    """Copy ``src`` to ``dest`` with bounded memory and return its entry.
+
+    Small files stream through one hashing pass. Large ones are copied by the
+    kernel (``shutil.copyfile``) while a second thread hashes the source
+    (sha256 releases the GIL), about twice as fast on two cores. If the
+    source changed meanwhile (size or mtime moved), the copy is hashed instead.
+    """
+    before = os.stat(src)
+    if before.st_size < PARALLEL_COPY_BYTES:
+        with open(src, "rb") as source, HashingWriter(dest) as out:
+            while chunk := source.read(CHUNK):
+                out.write(chunk)
+        return out.entry()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash") as pool:
+        hashed = pool.submit(hash_file, src)
+        shutil.copyfile(src, dest)
+        entry = hashed.result()
+    after = os.stat(src)
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
+        entry.size != os.stat(dest).st_size
+    ):
+        return hash_file(dest)
+    return entry
 
 
 def hash_file(path: Path) -> FileEntry:
