@@ -333,16 +333,29 @@ def test_hand_written_orphan_folder(tmp_path: Path, shape: str) -> None:
     assert rw.check_payload(run(still_fine, root)) == "keep"
 
 
-def test_old_orphan_is_removed_by_the_default_grace(tmp_path: Path) -> None:
+def test_old_orphan_is_removed_by_the_default_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Age is when a file was last written (mtime or ctime): a materializer
+    that copies with copy2 keeps the source's old mtime, but its folder is
+    young and must survive; an orphan older than the grace goes."""
+    import registry.core.janitor as janitor_module
+
     root = tmp_path / "registry"
     run(lambda reg: reg.list_objects(), root, version_objects=True)
-    young = root / "objects" / "ghost" / uuidlib.uuid4().hex
     old = root / "objects" / "ghost" / uuidlib.uuid4().hex
-    for folder in (young, old):
-        folder.mkdir(parents=True)
-        (folder / "data.bin").write_bytes(b"x" * 1000)
+    young = root / "objects" / "ghost" / uuidlib.uuid4().hex
+    old.mkdir(parents=True)
+    (old / "data.bin").write_bytes(b"x" * 1000)
+    time.sleep(1.2)
+    young.mkdir(parents=True)
+    (young / "data.bin").write_bytes(b"x" * 1000)
     two_hours_ago = time.time() - 7200
-    os.utime(old / "data.bin", (two_hours_ago, two_hours_ago))
+    os.utime(young / "data.bin", (two_hours_ago, two_hours_ago))  # like shutil.copy2
+
+    # An hour (minus 0.6 s) later: `old` is past the default grace, `young` not.
+    later = time.time() + 3600 - 0.6
+    monkeypatch.setattr(janitor_module.time, "time", lambda: later)
 
     async def clean(reg: AsyncRegistry) -> Any:
         return await reg.janitor()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -270,6 +271,10 @@ class OpaqueChild(Opaque):
     pass
 
 
+class Color(enum.StrEnum):
+    RED = "red"
+
+
 class Model(pydantic.BaseModel):
     a: int
     b: list[str]
@@ -508,3 +513,46 @@ async def test_large_file_is_hashed_while_copied(areg: AsyncRegistry, tmp_path: 
     (entry,) = info["files"].values()
     assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     assert (await areg.load("big-file")).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "evil",
+    ["../../../../../../tmp/registry-pwned.txt", "/tmp/registry-pwned.txt", "a/../../x", "./x"],
+)
+async def test_tampered_metadata_cannot_write_outside_its_folder(
+    areg: AsyncRegistry, evil: str
+) -> None:
+    """File paths in metadata are checked before any path is built from them."""
+    await areg.save("cfg", BIG)
+    meta = msgspec.json.decode(await areg.backend.get(meta_key("cfg", "1")))
+    (entry,) = meta["files"].values()
+    meta["files"] = {evil: entry}
+    await areg.backend.put(meta_key("cfg", "1"), msgspec.json.encode(meta))
+    await areg.clear_cache()
+    with pytest.raises(RegistryCorruptMetadata, match="tampered"):
+        await areg.load("cfg")
+    assert not Path("/tmp/registry-pwned.txt").exists()
+    meta["files"] = {"data.bin": entry}
+    meta["uuid"] = "../../../etc"
+    await areg.backend.put(meta_key("cfg", "1"), msgspec.json.encode(meta))
+    await areg.clear_cache()
+    with pytest.raises(RegistryCorruptMetadata, match="uuid"):
+        await areg.load("cfg")
+
+
+async def test_metadata_moved_under_another_name_is_refused(areg: AsyncRegistry) -> None:
+    await areg.save("a", 1)
+    await areg.backend.put(meta_key("b", "1"), await areg.backend.get(meta_key("a", "1")))
+    with pytest.raises(RegistryCorruptMetadata, match="names object 'a'"):
+        await areg.load("b", version="1")
+
+
+async def test_subclasses_of_builtin_types_keep_their_type(areg: AsyncRegistry) -> None:
+    await areg.save("color", Color.RED)
+    assert await areg.load("color") is Color.RED
+    masked = np.ma.masked_array([1, 2, 3], mask=[0, 1, 0])
+    await areg.save("masked", masked)
+    loaded = await areg.load("masked")
+    assert isinstance(loaded, np.ma.MaskedArray) and loaded.mask.tolist() == [False, True, False]
+    await areg.save("surrogate", ["\ud800", {"k": "\udfff"}])
+    assert await areg.load("surrogate") == ["\ud800", {"k": "\udfff"}]

@@ -55,7 +55,10 @@ def _etag(st: os.stat_result) -> str:
 
 
 def _info(key: str, st: os.stat_result) -> FileInfo:
-    return FileInfo(key=key, size=st.st_size, etag=_etag(st), mtime=st.st_mtime)
+    # ctime too: a materializer that copies with copy2/copytree keeps the
+    # source's old mtime, and the janitor must not take a file written a
+    # second ago for an hours-old orphan. ctime can't be set back.
+    return FileInfo(key=key, size=st.st_size, etag=_etag(st), mtime=max(st.st_mtime, st.st_ctime))
 
 
 class LocalBackend(Backend):

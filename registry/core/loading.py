@@ -9,6 +9,7 @@ materializer reads untrusted bytes safely are hashed while they load.
 from __future__ import annotations
 
 import hmac
+import re
 import shutil
 import tempfile
 from functools import cache
@@ -21,7 +22,12 @@ import anyio.to_thread
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES, Verify
 from registry.core.cache import Cache
-from registry.core.exceptions import ObjectNotFound, PickleRefused, RegistryIntegrityError
+from registry.core.exceptions import (
+    ObjectNotFound,
+    PickleRefused,
+    RegistryCorruptMetadata,
+    RegistryIntegrityError,
+)
 from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
 from registry.core.types import FileEntry, ObjectMeta
@@ -62,6 +68,23 @@ def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
         _check(meta, rel, actual, where)
 
 
+_UUID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def check_paths(meta: ObjectMeta, where: str) -> None:
+    """Metadata names files and folders on disk: refuse anything that could
+    point outside the version's folder (a tampered or hostile metadata file)."""
+    problem = None
+    if not _UUID_RE.fullmatch(meta.uuid):
+        problem = f"uuid {meta.uuid!r} is not 32 hex digits"
+    for rel in meta.files:
+        parts = rel.split("/")
+        if "\\" in rel or "\0" in rel or any(p in ("", ".", "..") for p in parts):
+            problem = f"file path {rel!r} is not a plain relative path"
+    if problem is not None:
+        raise RegistryCorruptMetadata(f"{where}: {problem}; the metadata file was tampered with")
+
+
 async def read_artifacts(
     backend: Backend,
     meta: ObjectMeta,
@@ -71,6 +94,7 @@ async def read_artifacts(
     cache: Cache | None = None,
 ) -> Any:
     where = f"{meta.name}@{meta.version}"
+    check_paths(meta, where)
     materializer = get_materializer(meta.materializer)
     if materializer.uses_pickle and not allow_pickle:
         raise PickleRefused(

@@ -475,7 +475,7 @@ class AsyncRegistry:
             if found is None:
                 raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
             where = f"{self.backend.uri}/{meta_key(name, found[0].key)}"
-            return mvcc.decode_meta(found[1], where)
+            return _decode_for(name, found[1], where)
         if version == LATEST:
             if not settings.version_objects:
                 key = "1"
@@ -499,7 +499,7 @@ class AsyncRegistry:
                 cache.drop_meta(name, key)
             what = f"{name!r}" if version == LATEST else f"{name}@{version}"
             raise RegistryObjectNotFound(f"no object {what} in {self.backend.uri}")
-        meta = mvcc.decode_meta(data, where)
+        meta = _decode_for(name, data, where)
         if cache is not None:
             cache.write_meta(name, key, data)
         return meta
@@ -713,6 +713,16 @@ class AsyncRegistry:
         """Remove uuid folders that no version references (see core.janitor)."""
         await self._open()
         return await run_janitor(self.backend, grace=grace, dry_run=dry_run)
+
+
+def _decode_for(name: str, data: bytes, where: str) -> ObjectMeta:
+    meta = mvcc.decode_meta(data, where)
+    if meta.name != name:
+        raise RegistryCorruptMetadata(
+            f"{where} names object {meta.name!r}, not {name!r}; the metadata file was "
+            "moved or tampered with"
+        )
+    return meta
 
 
 def _encode_meta(meta: ObjectMeta, version: str) -> bytes:

@@ -19,6 +19,8 @@ class BytesMaterializer(BlobMaterializer):
     filename = "data.bin"
 
     def dumps(self, obj: Any) -> bytes:
+        if type(obj) not in (bytes, bytearray):
+            raise Unsupported("bytes subclasses keep their type only through pickle")
         return bytes(obj)
 
     def loads(self, data: bytes, cls: type | None) -> Any:
@@ -33,7 +35,9 @@ class StrMaterializer(BlobMaterializer):
     filename = "data.txt"
 
     def dumps(self, obj: Any) -> bytes:
-        return str(obj).encode("utf-8", "surrogatepass")
+        if type(obj) is not str:  # StrEnum and friends would come back as str
+            raise Unsupported("str subclasses keep their type only through pickle")
+        return obj.encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes, cls: type | None) -> Any:
         return data.decode("utf-8", "surrogatepass")
@@ -105,7 +109,10 @@ class BuiltinsMaterializer(BlobMaterializer):
     def dumps(self, obj: Any) -> bytes:
         kind = _classify(obj)
         if kind == "json":
-            return _json_encode(obj)
+            try:
+                return _json_encode(obj)
+            except (UnicodeEncodeError, msgspec.EncodeError):
+                kind = "builtins"  # e.g. a lone surrogate: JSON can't, pickle can
         if kind == "builtins":
             return pickle.dumps(obj, protocol=5)
         raise Unsupported(type(obj))

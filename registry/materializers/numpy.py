@@ -26,6 +26,9 @@ class NumpyMaterializer(BlobMaterializer):
     filename = "array.npy"
 
     def _check(self, obj: Any) -> None:
+        if type(obj) is not _numpy().ndarray:
+            # .npy keeps only the data: a masked array would lose its mask
+            raise Unsupported("ndarray subclasses keep their type only through pickle")
         if obj.dtype.hasobject:
             raise Unsupported("object arrays need pickle")
 
