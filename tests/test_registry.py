@@ -556,3 +556,20 @@ async def test_subclasses_of_builtin_types_keep_their_type(areg: AsyncRegistry) 
     assert isinstance(loaded, np.ma.MaskedArray) and loaded.mask.tolist() == [False, True, False]
     await areg.save("surrogate", ["\ud800", {"k": "\udfff"}])
     assert await areg.load("surrogate") == ["\ud800", {"k": "\udfff"}]
+
+
+async def test_untrusting_registry_imports_no_code_named_by_metadata(
+    backend_factory: Callable[[], Backend],
+) -> None:
+    async with AsyncRegistry(backend_factory()) as reg:
+        await reg.save("u", "hello", materializer=UpperMaterializer)
+        meta = msgspec.json.decode(await reg.backend.get(meta_key("u", "1")))
+        meta["materializer"] = "antigravity.Anything"  # importing it would run code
+        await reg.backend.put(meta_key("v", "1"), msgspec.json.encode({**meta, "name": "v"}))
+    async with AsyncRegistry(backend_factory(), allow_pickle=False) as strict:
+        with pytest.raises(PickleRefused, match="neither built in nor registered"):
+            await strict.load("v")
+        assert await strict.load("u") == "hello"  # handed over in this process
+    import sys
+
+    assert "antigravity" not in sys.modules

@@ -12,6 +12,7 @@ import hmac
 import re
 import shutil
 import tempfile
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
 from registry.core.types import FileEntry, ObjectMeta
 from registry.materializers.base import BlobMaterializer, Materializer, entry_for, hash_file
-from registry.materializers.lookup import get_materializer, import_path
+from registry.materializers.lookup import get_materializer, import_path, is_trusted_materializer
 
 
 @cache
@@ -92,9 +93,22 @@ async def read_artifacts(
     verify: Verify,
     allow_pickle: bool,
     cache: Cache | None = None,
+    trusted_materializers: Collection[str] = (),
 ) -> Any:
+    """Load the object ``meta`` describes.
+
+    With ``allow_pickle=False`` the metadata is not trusted to name code: only
+    built-in materializers, ``trusted_materializers`` (the registered ones) and
+    classes handed over in this process are imported.
+    """
     where = f"{meta.name}@{meta.version}"
     check_paths(meta, where)
+    if not allow_pickle and not is_trusted_materializer(meta.materializer, trusted_materializers):
+        raise PickleRefused(
+            f"{where} names materializer {meta.materializer!r}, which is neither built in nor "
+            "registered; with allow_pickle=False the registry does not import code named by "
+            "metadata: register it with register_materializer() or open with allow_pickle=True"
+        )
     materializer = get_materializer(meta.materializer)
     if materializer.uses_pickle and not allow_pickle:
         raise PickleRefused(

@@ -414,8 +414,14 @@ class AsyncRegistry:
 
     async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
         meta = await self._meta(name, version, verify)
+        settings = await self._open()
         return await read_artifacts(
-            self.backend, meta, verify=verify, allow_pickle=self.allow_pickle, cache=self._cache
+            self.backend,
+            meta,
+            verify=verify,
+            allow_pickle=self.allow_pickle,
+            cache=self._cache,
+            trusted_materializers=settings.materializers.values(),
         )
 
     async def iter_load(

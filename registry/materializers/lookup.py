@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import cache
 from typing import Any
 
@@ -92,6 +92,11 @@ def get_materializer(path: str) -> Materializer:
             f"{path!r} is not a Materializer subclass (see registry.materializers.base)"
         )
     return cls()
+
+
+def is_trusted_materializer(path: str, registered: Collection[str]) -> bool:
+    """Built in, registered with the registry, or handed over in this process."""
+    return path.startswith(_M) or path in registered or path in _known_classes
 
 
 def materializer_path(materializer: str | type[Materializer] | Materializer) -> str:
