@@ -133,7 +133,10 @@ async def test_multipart_create_loses_and_cleans_up(s3_target: S3Target, tmp_pat
         info = await backend.put_file("mp/once", first, mode="create")
         with pytest.raises(PreconditionFailed):
             await backend.put_file("mp/once", second, mode="create")
-        assert (await backend.head("mp/once")) == info
+        stored = await backend.head("mp/once")
+        # SeaweedFS may round the completion time to another second than the
+        # reply reported: compare what identifies the object.
+        assert stored is not None and (stored.etag, stored.size) == (info.etag, info.size)
         assert await backend.get("mp/once") == first_data
         # the losing upload was aborted: no multipart upload left behind
         client = await raw_client(backend)
