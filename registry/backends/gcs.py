@@ -72,6 +72,19 @@ import anyio.to_thread
 
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.backends.retry import RetryPolicy, retry_call
+from registry.backends.transfer import (
+    ChangedWhileReading,
+    EmptyObject,
+    Signal,
+    check_key,
+    check_prefix,
+    download_to_file,
+    fetch_remaining,
+    pread_exact,
+    pwrite_all,
+    run_all,
+    total_from_content_range,
+)
 from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
 __all__ = [
@@ -166,7 +179,7 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 def _is_transient(exc: BaseException) -> bool:
     """Worth retrying: 408, 429, 5xx, connection trouble, timeouts."""
-    if isinstance(exc, BackendError | _Signal):
+    if isinstance(exc, BackendError | Signal):
         return False
     status = _status(exc)
     if status is not None:
@@ -195,20 +208,6 @@ def _is_bucket_missing(exc: BaseException) -> bool:
 
 
 # -- small helpers ---------------------------------------------------------------------
-
-
-def _check_key(key: str) -> None:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid backend key {key!r}")
-
-
-def _check_prefix(prefix: str) -> None:
-    if prefix == "":
-        return
-    if not prefix.endswith("/"):
-        raise ValueError(f"GCSBackend lists folder prefixes ending in '/', got {prefix!r}")
-    _check_key(prefix[:-1])
 
 
 def _parse_uri(uri: str) -> tuple[str, str]:
@@ -254,33 +253,17 @@ def _file_md5_b64(path: Path) -> str:
     return base64.b64encode(digest.digest()).decode()
 
 
-def _pread_exact(fd: int, length: int, offset: int, path: Path) -> bytes:
-    chunks: list[bytes] = []
-    remaining = length
-    while remaining:
-        chunk = os.pread(fd, remaining, offset + length - remaining)
-        if not chunk:
-            raise GCSBackendError(f"{path} shrank while it was being uploaded")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-
-
 async def _file_body(fd: int, src: Path, offset: int, length: int) -> AsyncIterator[bytes]:
     """Bytes [offset, offset+length) of an open file, read piece by piece in a
     worker thread: a request body that never holds more than one piece."""
+
+    def shrank() -> Exception:
+        return GCSBackendError(f"{src} shrank while it was being uploaded")
+
     end = offset + length
     while offset < end:
         piece = min(_READ_CHUNK, end - offset)
-        yield await anyio.to_thread.run_sync(_pread_exact, fd, piece, offset, src)
+        yield await anyio.to_thread.run_sync(pread_exact, fd, piece, offset, shrank)
         offset += piece
 
 
@@ -298,7 +281,7 @@ def _pwrite_buffers(fd: int, buffers: Sequence[bytes], offset: int) -> None:
                 views[0] = views[0][written:]
         return
     for chunk in buffers:  # pragma: no cover - platforms without pwritev
-        _pwrite_all(fd, chunk, offset)
+        pwrite_all(fd, chunk, offset)
         offset += len(chunk)
 
 
@@ -308,15 +291,6 @@ def _persisted_end(range_header: str | None) -> int:
         return 0
     last = range_header.rsplit("-", 1)[1].strip()
     return int(last) + 1 if last.isdigit() else 0
-
-
-def _total_size(headers: Mapping[str, str], received: int) -> int:
-    content_range = headers.get("Content-Range")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        if total.isdigit():
-            return int(total)
-    return received
 
 
 def _read_credentials(path: str) -> dict[str, Any]:
@@ -339,19 +313,7 @@ def _read_credentials(path: str) -> dict[str, Any]:
     return data
 
 
-class _Signal(Exception):
-    """Internal control flow between the request helpers; never escapes."""
-
-
-class _EmptyObject(_Signal):
-    """A ranged GET of an empty object (HTTP 416): fetch it without a range."""
-
-
-class _ChangedWhileReading(_Signal):
-    """The object got a new generation between two ranged GETs: start again."""
-
-
-class _SessionLost(_Signal):
+class _SessionLost(Signal):
     """A resumable upload session is gone (expired, or finalized short by an
     emulator that answers a status query by committing what it has)."""
 
@@ -473,7 +435,7 @@ class GCSBackend(Backend):
             )
         prefix = prefix.strip("/")
         if prefix:
-            _check_key(prefix)
+            check_key(prefix)
         if chunk_size < CHUNK_QUANTUM or chunk_size % CHUNK_QUANTUM:
             raise ValueError(f"chunk_size must be a positive multiple of 256 KiB, got {chunk_size}")
         if connect_timeout <= 0 or read_timeout <= 0:
@@ -699,7 +661,7 @@ class GCSBackend(Backend):
             return await retry_call(
                 attempt, classify=_is_transient, policy=self.retry_policy, on_retry=on_retry
             )
-        except (BackendError, ValueError, _Signal):
+        except (BackendError, ValueError, Signal):
             raise
         except Exception as exc:
             raise self._translate(exc, operation, key, conditional) from exc
@@ -744,7 +706,7 @@ class GCSBackend(Backend):
         return GCSBackendError(f"GCS {what} on {where} failed: {exc!r}")
 
     def _full(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return self._root + key
 
     def _info(self, key: str, resource: Mapping[str, Any], size: int | None = None) -> FileInfo:
@@ -787,35 +749,21 @@ class GCSBackend(Backend):
     async def get_file(self, key: str, dest: Path) -> FileInfo:
         name = self._full(key)
         storage = await self._client()
-        dest = Path(dest)
-        fd = await anyio.to_thread.run_sync(
-            os.open, dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
+
+        def gave_up() -> Exception:
+            return GCSBackendError(f"{key} kept changing while it was being downloaded")
+
+        return await download_to_file(
+            Path(dest), lambda fd: self._download(storage, key, name, fd), gave_up
         )
-        try:
-            for _ in range(3):
-                try:
-                    info = await self._download(storage, key, name, fd)
-                except _ChangedWhileReading:
-                    await anyio.to_thread.run_sync(os.ftruncate, fd, 0)
-                    continue
-                break
-            else:
-                raise GCSBackendError(f"{key} kept changing while it was being downloaded")
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise
-        os.close(fd)
-        return info
 
     async def _download(self, storage: Any, key: str, name: str, fd: int) -> FileInfo:
         span = self.chunk_size
         try:
             headers, received = await self._get_range(storage, key, name, fd, 0, span, None)
-        except _EmptyObject:
+        except EmptyObject:
             headers, received = await self._get_range(storage, key, name, fd, 0, None, None)
-        total = _total_size(headers, received)
+        total = total_from_content_range(headers.get("Content-Range"), received)
         generation = headers.get("X-Goog-Generation")
         if generation:
             info = FileInfo(
@@ -829,21 +777,15 @@ class GCSBackend(Backend):
             if stat is None:
                 raise ObjectNotFound(key)
             info = self._info(key, stat, size=total)
-        if received >= total:
-            return info
-        ranges = [(start, min(span, total - start)) for start in range(received, total, span)]
-        in_flight = max(1, min(MAX_RANGES_IN_FLIGHT, self.concurrency, len(ranges)))
-        pending = iter(ranges)
 
-        async def worker() -> None:
-            for start, length in pending:
-                _, got = await self._get_range(storage, key, name, fd, start, length, generation)
-                if got != length:
-                    raise GCSBackendError(
-                        f"{key}: short ranged read at {start} ({got} of {length})"
-                    )
+        async def get_range(start: int, length: int) -> int:
+            return (await self._get_range(storage, key, name, fd, start, length, generation))[1]
 
-        await _run_all([worker] * in_flight)
+        def short_read(start: int, got: int, length: int) -> Exception:
+            return GCSBackendError(f"{key}: short ranged read at {start} ({got} of {length})")
+
+        in_flight = min(MAX_RANGES_IN_FLIGHT, self.concurrency)
+        await fetch_remaining(total, received, span, in_flight, get_range, short_read)
         return info
 
     async def _get_range(
@@ -870,14 +812,14 @@ class GCSBackend(Backend):
                 except Exception as exc:
                     status = _status(exc)
                     if start > 0 and status in (404, 416):
-                        raise _ChangedWhileReading from exc  # replaced (shorter) or deleted
+                        raise ChangedWhileReading from exc  # replaced (shorter) or deleted
                     if status == 416:
-                        raise _EmptyObject from exc
+                        raise EmptyObject from exc
                     raise
                 async with stream as response:
                     got = response.headers.get("X-Goog-Generation")
                     if generation is not None and got and got != generation:
-                        raise _ChangedWhileReading
+                        raise ChangedWhileReading
                     offset = start
                     buffer: list[bytes] = []
                     buffered = 0
@@ -1188,7 +1130,7 @@ class GCSBackend(Backend):
                 with contextlib.suppress(ObjectNotFound):
                     await self._call(storage.delete, "delete", key, self.bucket, name)
 
-        await _run_all([worker] * max(1, min(self.concurrency, len(names))))
+        await run_all([worker] * max(1, min(self.concurrency, len(names))))
 
     # -- listing ------------------------------------------------------------------------
 
@@ -1209,7 +1151,7 @@ class GCSBackend(Backend):
     async def _list(
         self, prefix: str, delimiter: str | None, *, folders: bool
     ) -> AsyncIterator[FileInfo | str]:
-        _check_prefix(prefix)
+        check_prefix(prefix, "GCSBackend")
         storage = await self._client()
         root = self._root
         params: dict[str, str] = {
@@ -1247,27 +1189,6 @@ class GCSBackend(Backend):
 
 def _name_only(key: str) -> FileInfo:
     return FileInfo(key=key, size=-1, etag="", mtime=0.0)
-
-
-async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Run ``jobs`` concurrently; the first failure cancels the others and is
-    raised as itself (not wrapped in an ExceptionGroup)."""
-    failure: Exception | None = None
-
-    async def run(job: Callable[[], Awaitable[None]]) -> None:
-        nonlocal failure
-        try:
-            await job()
-        except Exception as exc:
-            if failure is None:
-                failure = exc
-            tg.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        for job in jobs:
-            tg.start_soon(run, job)
-    if failure is not None:
-        raise failure
 
 
 #: The names the registry exports for this backend.

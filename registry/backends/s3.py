@@ -53,6 +53,19 @@ import anyio.to_thread
 
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.backends.retry import RetryPolicy, retry_call
+from registry.backends.transfer import (
+    ChangedWhileReading,
+    EmptyObject,
+    Signal,
+    check_key,
+    check_prefix,
+    download_to_file,
+    fetch_remaining,
+    pread_exact,
+    pwrite_all,
+    run_all,
+    total_from_content_range,
+)
 from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
 __all__ = [
@@ -250,45 +263,11 @@ def _response_mtime(response: dict[str, Any]) -> float:
     return time.time()
 
 
-def _check_key(key: str) -> None:
-    parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"invalid backend key {key!r}")
-
-
-def _check_prefix(prefix: str) -> None:
-    if prefix == "":
-        return
-    if not prefix.endswith("/"):
-        raise ValueError(f"S3Backend lists folder prefixes ending in '/', got {prefix!r}")
-    _check_key(prefix[:-1])
-
-
 def _parse_uri(uri: str) -> tuple[str, str]:
     parts = urlsplit(uri)
     if parts.scheme != "s3" or not parts.netloc:
         raise ValueError(f"expected an s3://bucket/prefix URI, got {uri!r}")
     return parts.netloc, parts.path.strip("/")
-
-
-def _pread_exact(fd: int, length: int, offset: int, path: Path) -> bytes:
-    chunks: list[bytes] = []
-    remaining = length
-    while remaining:
-        chunk = os.pread(fd, remaining, offset + length - remaining)
-        if not chunk:
-            raise S3BackendError(f"{path} shrank while it was being uploaded")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
 
 
 def _md5(data: bytes) -> bytes:
@@ -358,7 +337,7 @@ class S3Backend(Backend):
             )
         prefix = prefix.strip("/")
         if prefix:
-            _check_key(prefix)
+            check_key(prefix)
         if (access_key is None) != (secret_key is None):
             raise ValueError(
                 "pass both access_key and secret_key, or neither (AWS credential chain)"
@@ -560,7 +539,7 @@ class S3Backend(Backend):
             return await retry_call(
                 attempt, classify=_is_transient, policy=self.retry_policy, on_retry=on_retry
             )
-        except (BackendError, ValueError, _Signal):
+        except (BackendError, ValueError, Signal):
             raise
         except Exception as exc:
             raise self._translate(exc, operation, key) from exc
@@ -601,7 +580,7 @@ class S3Backend(Backend):
         return S3BackendError(f"S3 {what} on {where} failed: {exc!r}")
 
     def _full(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return self._root + key
 
     def _info(self, key: str, response: dict[str, Any], size: int | None = None) -> FileInfo:
@@ -644,51 +623,32 @@ class S3Backend(Backend):
     async def get_file(self, key: str, dest: Path) -> FileInfo:
         full = self._full(key)
         client = await self._client()
-        dest = Path(dest)
-        fd = await anyio.to_thread.run_sync(
-            os.open, dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644
+
+        def gave_up() -> Exception:
+            return S3BackendError(f"{key} kept changing while it was being downloaded")
+
+        return await download_to_file(
+            Path(dest), lambda fd: self._download(client, key, full, fd), gave_up
         )
-        try:
-            for _ in range(3):
-                try:
-                    info = await self._download(client, key, full, fd)
-                except _ChangedWhileReading:
-                    await anyio.to_thread.run_sync(os.ftruncate, fd, 0)
-                    continue
-                break
-            else:
-                raise S3BackendError(f"{key} kept changing while it was being downloaded")
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                dest.unlink()
-            raise
-        os.close(fd)
-        return info
 
     async def _download(self, client: Any, key: str, full: str, fd: int) -> FileInfo:
         span = self.part_size or DOWNLOAD_RANGE_SIZE
         try:
             first, received = await self._get_range(client, key, full, fd, 0, span, None)
-        except _EmptyObject:
+        except EmptyObject:
             first, received = await self._get_range(client, key, full, fd, 0, None, None)
-        total = _total_size(first, received)
+        total = total_from_content_range(first.get("ContentRange"), received)
         etag = _strip_etag(str(first.get("ETag", "")))
-        info = FileInfo(key=key, size=total, etag=etag, mtime=_response_mtime(first))
-        if received >= total:
-            return info
-        ranges = [(start, min(span, total - start)) for start in range(received, total, span)]
-        in_flight = max(1, min(MAX_PARTS_IN_FLIGHT, self.concurrency, len(ranges)))
-        pending = iter(ranges)
 
-        async def worker() -> None:
-            for start, length in pending:
-                _, got = await self._get_range(client, key, full, fd, start, length, etag)
-                if got != length:
-                    raise S3BackendError(f"{key}: short ranged read at {start} ({got} of {length})")
+        async def get_range(start: int, length: int) -> int:
+            return (await self._get_range(client, key, full, fd, start, length, etag))[1]
 
-        await _run_all([worker] * in_flight)
-        return info
+        def short_read(start: int, got: int, length: int) -> Exception:
+            return S3BackendError(f"{key}: short ranged read at {start} ({got} of {length})")
+
+        in_flight = min(MAX_PARTS_IN_FLIGHT, self.concurrency)
+        await fetch_remaining(total, received, span, in_flight, get_range, short_read)
+        return FileInfo(key=key, size=total, etag=etag, mtime=_response_mtime(first))
 
     async def _get_range(
         self,
@@ -714,9 +674,9 @@ class S3Backend(Backend):
                 except Exception as exc:
                     info = _client_error_info(exc)
                     if info is not None and (info[0] == 416 or info[1] == "InvalidRange"):
-                        raise _EmptyObject from exc
+                        raise EmptyObject from exc
                     if etag is not None and info is not None and info[0] == 412:
-                        raise _ChangedWhileReading from exc
+                        raise ChangedWhileReading from exc
                     raise
                 body = response["Body"]
                 offset = start
@@ -728,14 +688,14 @@ class S3Backend(Backend):
                         buffered += len(chunk)
                         if buffered >= _WRITE_BUFFER:
                             data = b"".join(buffer)
-                            await anyio.to_thread.run_sync(_pwrite_all, fd, data, offset)
+                            await anyio.to_thread.run_sync(pwrite_all, fd, data, offset)
                             offset += buffered
                             buffer, buffered = [], 0
                 except BaseException:
                     body.close()
                     raise
                 if buffered:
-                    await anyio.to_thread.run_sync(_pwrite_all, fd, b"".join(buffer), offset)
+                    await anyio.to_thread.run_sync(pwrite_all, fd, b"".join(buffer), offset)
                     offset += buffered
                 return response, offset - start
 
@@ -815,9 +775,12 @@ class S3Backend(Backend):
         try:
             pending = iter(range(count))
 
+            def shrank() -> Exception:
+                return S3BackendError(f"{src} shrank while it was being uploaded")
+
             def read_part(index: int) -> tuple[bytes, bytes]:
                 offset = index * part_size
-                body = _pread_exact(fd, min(part_size, size - offset), offset, src)
+                body = pread_exact(fd, min(part_size, size - offset), offset, shrank)
                 return body, _md5(body)
 
             async def worker() -> None:
@@ -836,7 +799,7 @@ class S3Backend(Backend):
                     entry.update({f: response[f] for f in _CHECKSUM_FIELDS if response.get(f)})
                     parts[index] = entry
 
-            await _run_all([worker] * in_flight)
+            await run_all([worker] * in_flight)
 
             params: dict[str, Any] = {
                 "Key": full,
@@ -907,7 +870,7 @@ class S3Backend(Backend):
                         f"{error.get('Key')}: {error.get('Code')} {error.get('Message')}"
                     )
 
-        await _run_all([functools.partial(delete_batch, batch) for batch in batches])
+        await run_all([functools.partial(delete_batch, batch) for batch in batches])
         if failures:
             raise S3BackendError(
                 f"S3 could not delete {len(failures)} key(s) in bucket {self.bucket!r}: "
@@ -934,7 +897,7 @@ class S3Backend(Backend):
     async def _list(
         self, prefix: str, delimiter: str | None, *, folders: bool
     ) -> AsyncIterator[FileInfo | str]:
-        _check_prefix(prefix)
+        check_prefix(prefix, "S3Backend")
         client = await self._client()
         verify = bool(self.loop_state().get("verify_folders"))
         root = self._root
@@ -985,51 +948,8 @@ class S3Backend(Backend):
             )
             keep[index] = bool(page.get("Contents"))
 
-        await _run_all([functools.partial(probe, index) for index in range(len(folders))])
+        await run_all([functools.partial(probe, index) for index in range(len(folders))])
         return [folder for folder, kept in zip(folders, keep, strict=True) if kept]
-
-
-class _Signal(Exception):
-    """Internal control flow between the request helpers; never escapes."""
-
-
-class _EmptyObject(_Signal):
-    """A ranged GET of an empty object (HTTP 416): fetch it without a range."""
-
-
-class _ChangedWhileReading(_Signal):
-    """The object got a new ETag between two ranged GETs: start again."""
-
-
-async def _run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
-    """Run ``jobs`` concurrently; the first failure cancels the others and is
-    raised as itself (not wrapped in an ExceptionGroup, so callers can catch
-    ``PreconditionFailed`` and friends)."""
-    failure: Exception | None = None
-
-    async def run(job: Callable[[], Awaitable[None]]) -> None:
-        nonlocal failure
-        try:
-            await job()
-        except Exception as exc:
-            if failure is None:
-                failure = exc
-            tg.cancel_scope.cancel()
-
-    async with anyio.create_task_group() as tg:
-        for job in jobs:
-            tg.start_soon(run, job)
-    if failure is not None:
-        raise failure
-
-
-def _total_size(response: dict[str, Any], received: int) -> int:
-    content_range = response.get("ContentRange")
-    if content_range and "/" in content_range:
-        total = content_range.rsplit("/", 1)[1]
-        if total.isdigit():
-            return int(total)
-    return received
 
 
 def _endpoint_url(endpoint: str | None, secure: bool) -> str | None:

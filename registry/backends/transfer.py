@@ -1,0 +1,143 @@
+"""Helpers the remote backends share: key checks, positional file I/O,
+concurrent jobs, and ranged downloads into a file with bounded memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from registry.backends.base import FileInfo
+
+DOWNLOAD_ATTEMPTS = 3  # restarts when the object changes mid-download
+
+
+class Signal(Exception):
+    """Internal control flow between a backend's request helpers; never escapes."""
+
+
+class EmptyObject(Signal):
+    """A ranged GET of an empty object (HTTP 416): fetch it without a range."""
+
+
+class ChangedWhileReading(Signal):
+    """The object changed (new ETag / generation) between two ranged GETs."""
+
+
+def check_key(key: str) -> None:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid backend key {key!r}")
+
+
+def check_prefix(prefix: str, backend: str) -> None:
+    if prefix == "":
+        return
+    if not prefix.endswith("/"):
+        raise ValueError(f"{backend} lists folder prefixes ending in '/', got {prefix!r}")
+    check_key(prefix[:-1])
+
+
+def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exception]) -> bytes:
+    """``length`` bytes at ``offset``; ``shrank()`` is raised if the file ends early."""
+    chunks: list[bytes] = []
+    remaining = length
+    while remaining:
+        chunk = os.pread(fd, remaining, offset + length - remaining)
+        if not chunk:
+            raise shrank()
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+def total_from_content_range(content_range: str | None, received: int) -> int:
+    """Object size from a ``Content-Range: bytes a-b/total`` header."""
+    if content_range and "/" in content_range:
+        total = content_range.rsplit("/", 1)[1]
+        if total.isdigit():
+            return int(total)
+    return received
+
+
+async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    """Run ``jobs`` concurrently; the first failure cancels the others and is
+    raised as itself (not wrapped in an ExceptionGroup, so callers can catch
+    ``PreconditionFailed`` and friends)."""
+    failure: Exception | None = None
+
+    async def run(job: Callable[[], Awaitable[None]]) -> None:
+        nonlocal failure
+        try:
+            await job()
+        except Exception as exc:
+            if failure is None:
+                failure = exc
+            tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for job in jobs:
+            tg.start_soon(run, job)
+    if failure is not None:
+        raise failure
+
+
+async def download_to_file(
+    dest: Path,
+    download: Callable[[int], Awaitable[FileInfo]],
+    gave_up: Callable[[], Exception],
+) -> FileInfo:
+    """Open ``dest``, run ``download(fd)``, and start again (truncated) when
+    the object changed mid-way; a failed download leaves no partial file."""
+    fd = await anyio.to_thread.run_sync(os.open, dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for _ in range(DOWNLOAD_ATTEMPTS):
+            try:
+                info = await download(fd)
+            except ChangedWhileReading:
+                await anyio.to_thread.run_sync(os.ftruncate, fd, 0)
+                continue
+            break
+        else:
+            raise gave_up()
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(dest)
+        raise
+    os.close(fd)
+    return info
+
+
+async def fetch_remaining(
+    total: int,
+    received: int,
+    span: int,
+    in_flight: int,
+    get_range: Callable[[int, int], Awaitable[int]],
+    short_read: Callable[[int, int, int], Exception],
+) -> None:
+    """GET bytes ``[received, total)`` in ``span``-sized ranges, ``in_flight``
+    at a time; ``get_range(start, length)`` returns the bytes it wrote."""
+    ranges = [(start, min(span, total - start)) for start in range(received, total, span)]
+    pending = iter(ranges)
+
+    async def worker() -> None:
+        for start, length in pending:
+            got = await get_range(start, length)
+            if got != length:
+                raise short_read(start, got, length)
+
+    await run_all([worker] * max(1, min(in_flight, len(ranges))))
