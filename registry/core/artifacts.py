@@ -71,7 +71,11 @@ async def write_artifacts(
             )
         except Unsupported as exc:
             last = exc
-            await delete_folder(backend, name, uuid, files=None)
+            if not isinstance(materializer, BlobMaterializer):
+                # A folder materializer may have written part of its files;
+                # blob ones refuse in dumps/_check, before writing anything,
+                # so they cost no listing (a request on remote stores).
+                await delete_folder(backend, name, uuid, files=None)
             continue
         return Artifacts(path, files, inline)
     raise MaterializerError(f"no materializer accepted {type(obj).__qualname__}: {last}")
