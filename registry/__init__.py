@@ -29,7 +29,7 @@ _EXPORTS = {
     "Materializer": "registry.materializers.base",
     "BlobMaterializer": "registry.materializers.base",
     **{
-        name: "registry.core.exceptions"
+        name: "registry.exceptions"
         for name in (
             "MaterializerError",
             "PickleRefused",
@@ -126,7 +126,10 @@ if TYPE_CHECKING:
     from registry.backends.s3 import S3Backend
     from registry.backends.s3 import S3Backend as MinioRegistryBackend
     from registry.backends.s3 import S3Backend as S3RegistryBackend
-    from registry.core.exceptions import (
+    from registry.core.janitor import JanitorReport
+    from registry.core.registry import AsyncRegistry
+    from registry.core.types import BatchResult
+    from registry.exceptions import (
         MaterializerError,
         PickleRefused,
         RegistryConfigError,
@@ -136,9 +139,6 @@ if TYPE_CHECKING:
         RegistryObjectNotFound,
         RegistryVersionConflict,
     )
-    from registry.core.janitor import JanitorReport
-    from registry.core.registry import AsyncRegistry
-    from registry.core.types import BatchResult
     from registry.materializers.base import BlobMaterializer, Materializer
     from registry.store import AsyncStore
     from registry.store_errors import (

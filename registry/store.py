@@ -30,11 +30,11 @@ import anyio.to_thread
 
 from registry.backends.local import LocalBackend
 from registry.core.artifacts import Verify
-from registry.core.exceptions import RegistryObjectNotFound
 from registry.core.fanout import fanout
 from registry.core.registry import AsyncRegistry, MaterializerArg, OnConflict
 from registry.core.types import BatchResult
 from registry.core.versions import LATEST
+from registry.exceptions import RegistryObjectNotFound
 from registry.store_config import read_config_file, store_arguments
 from registry.store_errors import (
     StoreAmbiguousObjectError,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from registry.core.exceptions import RegistryConfigError, RegistryError
+from registry.exceptions import RegistryConfigError, RegistryError
 
 
 class StoreKeyFormatError(RegistryError, ValueError):

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from registry.backends.gcs import GCSBackend
-from registry.core.exceptions import PreconditionFailed
+from registry.exceptions import PreconditionFailed
 from tests.s3_servers import ServerStartError, free_port, stop_process
 
 HOST = "127.0.0.1"

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from registry import AsyncRegistry
 from registry.backends.local import LocalBackend
-from registry.core.exceptions import RegistryVersionConflict
+from registry.exceptions import RegistryVersionConflict
 
 KIB = 1024
 MIB = 1024 * KIB

@@ -23,7 +23,7 @@ from typing import Any
 
 from registry import AsyncRegistry
 from registry.backends.s3 import S3Backend
-from registry.core.exceptions import RegistryVersionConflict
+from registry.exceptions import RegistryVersionConflict
 from tests.race_workers import (
     BARRIER_TIMEOUT,
     check_payload,

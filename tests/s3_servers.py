@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.backends.s3 import S3Backend
-from registry.core.exceptions import PreconditionFailed
+from registry.exceptions import PreconditionFailed
 
 HOST = "127.0.0.1"
 GRPC_OFFSET = 10_000  # SeaweedFS puts each gRPC port at its HTTP port + 10000

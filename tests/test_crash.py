@@ -23,8 +23,8 @@ import pytest
 
 from registry import AsyncRegistry
 from registry.backends.local import TEMP_MARKER, LocalBackend
-from registry.core.exceptions import RegistryObjectNotFound
 from registry.core.types import ObjectMeta, meta_decoder
+from registry.exceptions import RegistryObjectNotFound
 from registry.materializers.base import hash_file
 from tests import race_workers as rw
 

@@ -44,7 +44,9 @@ from registry.backends.gcs import (
     GCSBucketNotFound,
     GCSEndpointUnreachable,
 )
-from registry.core.exceptions import (
+from registry.core.layout import SETTINGS_KEY, meta_key
+from registry.core.versions import Version
+from registry.exceptions import (
     BackendError,
     PreconditionFailed,
     RegistryCorruptMetadata,
@@ -52,8 +54,6 @@ from registry.core.exceptions import (
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
-from registry.core.layout import SETTINGS_KEY, meta_key
-from registry.core.versions import Version
 from registry.testing.counting import CountingBackend
 from tests import gcs_race_workers as gw
 from tests import race_workers as rw

@@ -20,7 +20,7 @@ import pytest
 
 from registry import AsyncRegistry
 from registry.backends.local import TEMP_MARKER, LocalBackend
-from registry.core.exceptions import RegistryObjectNotFound, RegistryVersionConflict
+from registry.exceptions import RegistryObjectNotFound, RegistryVersionConflict
 from tests import race_workers as rw
 
 T = TypeVar("T")

@@ -33,7 +33,9 @@ import pytest
 from registry import AsyncRegistry
 from registry.backends.base import Backend, FileInfo, PutMode
 from registry.backends.s3 import S3Backend
-from registry.core.exceptions import (
+from registry.core.layout import meta_key
+from registry.core.versions import Version
+from registry.exceptions import (
     BackendError,
     PreconditionFailed,
     RegistryCorruptMetadata,
@@ -41,8 +43,6 @@ from registry.core.exceptions import (
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
-from registry.core.layout import meta_key
-from registry.core.versions import Version
 from registry.testing.counting import CountingBackend
 from tests import race_workers as rw
 from tests import s3_race_workers as s3w

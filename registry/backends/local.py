@@ -26,7 +26,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
-from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
 TEMP_MARKER = ".tmp-"
 LOCK_SUFFIX = ".lock"

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 
 from registry.backends.base import Backend, FileInfo, PutMode
-from registry.core.exceptions import ObjectNotFound, PreconditionFailed
+from registry.exceptions import ObjectNotFound, PreconditionFailed
 
 _instance_ids = itertools.count()
 

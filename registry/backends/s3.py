@@ -66,7 +66,7 @@ from registry.backends.transfer import (
     run_all,
     total_from_content_range,
 )
-from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
 __all__ = [
     "BucketNotFound",

@@ -21,10 +21,10 @@ import anyio.to_thread
 
 from registry.backends.base import Backend
 from registry.core.cache import Cache
-from registry.core.exceptions import MaterializerError
 from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
 from registry.core.types import FileEntry
+from registry.exceptions import MaterializerError
 from registry.materializers.base import (
     BlobMaterializer,
     Materializer,

@@ -1,57 +1,31 @@
-"""One exception hierarchy: every error the registry raises is a RegistryError.
+"""Kept importable for code written against the replaced library's README
+(``from mindtrace.registry.core.exceptions import ...``); the hierarchy lives
+in :mod:`registry.exceptions`, at the bottom of the package."""
 
-Errors that users match on also subclass the builtin they resemble, so
-``except KeyError`` and ``except ValueError`` keep working.
-"""
+from registry.exceptions import (
+    BackendError,
+    MaterializerError,
+    ObjectNotFound,
+    PickleRefused,
+    PreconditionFailed,
+    RegistryConfigError,
+    RegistryCorruptMetadata,
+    RegistryError,
+    RegistryIntegrityError,
+    RegistryObjectNotFound,
+    RegistryVersionConflict,
+)
 
-from __future__ import annotations
-
-
-class RegistryError(Exception):
-    """Base class of every error raised by the registry."""
-
-
-class RegistryObjectNotFound(RegistryError, KeyError):
-    """The requested name or version does not exist."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
-
-
-class RegistryVersionConflict(RegistryError):
-    """The version already exists and the save may not replace it."""
-
-
-class RegistryIntegrityError(RegistryError):
-    """Stored bytes do not match the size or sha256 recorded at save time."""
-
-
-class RegistryCorruptMetadata(RegistryError):
-    """A metadata file cannot be decoded."""
-
-
-class RegistryConfigError(RegistryError, ValueError):
-    """The registry was opened with settings that contradict the stored ones."""
-
-
-class MaterializerError(RegistryError):
-    """No materializer can handle the object, or it failed to load or save."""
-
-
-class PickleRefused(MaterializerError):
-    """The object was stored with pickle and ``allow_pickle=False``."""
-
-
-class BackendError(RegistryError):
-    """A storage backend failed in a way that is not one of the above."""
-
-
-class ObjectNotFound(BackendError, KeyError):
-    """Backend level: no object stored under the key."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-class PreconditionFailed(BackendError):
-    """Backend level: a conditional write lost (the key exists, or its etag changed)."""
+__all__ = [
+    "BackendError",
+    "MaterializerError",
+    "ObjectNotFound",
+    "PickleRefused",
+    "PreconditionFailed",
+    "RegistryConfigError",
+    "RegistryCorruptMetadata",
+    "RegistryError",
+    "RegistryIntegrityError",
+    "RegistryObjectNotFound",
+    "RegistryVersionConflict",
+]

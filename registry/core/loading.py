@@ -23,15 +23,15 @@ import anyio.to_thread
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES, Verify
 from registry.core.cache import Cache
-from registry.core.exceptions import (
+from registry.core.fanout import fanout
+from registry.core.layout import objects_folder
+from registry.core.types import FileEntry, ObjectMeta
+from registry.exceptions import (
     ObjectNotFound,
     PickleRefused,
     RegistryCorruptMetadata,
     RegistryIntegrityError,
 )
-from registry.core.fanout import fanout
-from registry.core.layout import objects_folder
-from registry.core.types import FileEntry, ObjectMeta
 from registry.materializers.base import BlobMaterializer, Materializer, entry_for, hash_file
 from registry.materializers.lookup import get_materializer, import_path, is_trusted_materializer
 

@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from registry.backends.base import Backend, FileInfo
-from registry.core.exceptions import (
+from registry.core.layout import META_SUFFIX, meta_key, meta_prefix
+from registry.core.types import ObjectMeta, meta_decoder
+from registry.core.versions import Version, version_from_key
+from registry.exceptions import (
     ObjectNotFound,
     PreconditionFailed,
     RegistryCorruptMetadata,
     RegistryVersionConflict,
 )
-from registry.core.layout import META_SUFFIX, meta_key, meta_prefix
-from registry.core.types import ObjectMeta, meta_decoder
-from registry.core.versions import Version, version_from_key
 
 TOMBSTONE = b""
 _RELIST_EVERY = 4  # after this many lost claims in a row, re-list to jump ahead

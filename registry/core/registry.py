@@ -19,14 +19,6 @@ from registry.backends.local import LocalBackend
 from registry.core import mvcc
 from registry.core.artifacts import VERIFY_LEVELS, Verify, delete_folder, write_artifacts
 from registry.core.cache import DEFAULT_MAX_BYTES, Cache, default_cache_root
-from registry.core.exceptions import (
-    ObjectNotFound,
-    PreconditionFailed,
-    RegistryConfigError,
-    RegistryCorruptMetadata,
-    RegistryObjectNotFound,
-    RegistryVersionConflict,
-)
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, SETTINGS_KEY, meta_key, split_meta_key
@@ -40,6 +32,14 @@ from registry.core.types import (
     settings_decoder,
 )
 from registry.core.versions import LATEST, Version, parse_version
+from registry.exceptions import (
+    ObjectNotFound,
+    PreconditionFailed,
+    RegistryConfigError,
+    RegistryCorruptMetadata,
+    RegistryObjectNotFound,
+    RegistryVersionConflict,
+)
 from registry.materializers.base import Materializer
 from registry.materializers.lookup import candidates, class_path, materializer_path
 

@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping
 from functools import cache
 from typing import Any
 
-from registry.core.exceptions import MaterializerError
+from registry.exceptions import MaterializerError
 from registry.materializers.base import Materializer
 
 _M = "registry.materializers."

@@ -30,7 +30,7 @@ import anyio.lowlevel
 import pytest
 
 from registry.backends.base import Backend, FileInfo
-from registry.core.exceptions import ObjectNotFound, PreconditionFailed
+from registry.exceptions import ObjectNotFound, PreconditionFailed
 
 __all__ = ["BackendTests", "collect"]
 

@@ -41,7 +41,7 @@ from registry.backends.gcs import (
     GCSEndpointUnreachable,
     GCSRegistryBackend,
 )
-from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
 from tests.gcs_fixtures import GCSTarget

@@ -18,7 +18,7 @@ import pytest
 
 from registry.backends.base import Backend
 from registry.backends.local import LOCK_SUFFIX, STALE_LOCK_SECONDS, TEMP_MARKER, LocalBackend
-from registry.core.exceptions import PreconditionFailed
+from registry.exceptions import PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
 

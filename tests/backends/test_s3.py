@@ -33,7 +33,7 @@ from registry.backends.s3 import (
     S3Backend,
     S3BackendError,
 )
-from registry.core.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
 from tests.backends.conftest import S3Target
