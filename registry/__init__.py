@@ -28,6 +28,7 @@ _EXPORTS = {
     "JanitorReport": "registry.core.janitor",
     "Materializer": "registry.materializers.base",
     "BlobMaterializer": "registry.materializers.base",
+    "MaterializerProtocol": "registry.materializers.base",
     **{
         name: "registry.exceptions"
         for name in (
@@ -76,6 +77,7 @@ __all__ = [
     "LocalRegistryBackend",
     "Materializer",
     "MaterializerError",
+    "MaterializerProtocol",
     "MemoryBackend",
     "MemoryRegistryBackend",
     "MinioRegistryBackend",
@@ -95,10 +97,14 @@ __all__ = [
     "StoreKeyFormatError",
     "StoreLocationNotFound",
     "StoreReadOnlyError",
+    "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = _package_version()
+        return globals()[name]
     target = _ALIASES.get(name, name)
     module = _EXPORTS.get(target)
     if module is None:
@@ -106,6 +112,16 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(module), target)
     globals()[name] = value
     return value
+
+
+def _package_version() -> str:
+    # importlib.metadata costs milliseconds: read only when asked for
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("versioned-registry")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
 
 
 def __dir__() -> list[str]:
@@ -139,7 +155,9 @@ if TYPE_CHECKING:
         RegistryObjectNotFound,
         RegistryVersionConflict,
     )
-    from registry.materializers.base import BlobMaterializer, Materializer
+    from registry.materializers.base import BlobMaterializer, Materializer, MaterializerProtocol
+
+    __version__: str
     from registry.store import AsyncStore
     from registry.store_errors import (
         StoreAmbiguousObjectError,

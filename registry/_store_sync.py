@@ -109,6 +109,7 @@ class Store:
         key: str,
         obj: Any,
         *,
+        version: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
@@ -120,6 +121,7 @@ class Store:
         key: list[str],
         obj: Sequence[Any],
         *,
+        version: str | Sequence[str | None] | None = None,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
@@ -130,6 +132,7 @@ class Store:
         key: str | list[str],
         obj: Any,
         *,
+        version: str | Sequence[str | None] | None = None,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
@@ -137,40 +140,70 @@ class Store:
         astore: Any = self._astore  # the overloads are checked on AsyncStore
         result: str | BatchResult[str] = get_runner().run(
             astore.save(
-                key, obj, metadata=metadata, materializer=materializer, on_conflict=on_conflict
+                key,
+                obj,
+                version=version,
+                metadata=metadata,
+                materializer=materializer,
+                on_conflict=on_conflict,
             )
         )
         return result
 
     @overload
-    def load(self, key: str, *, verify: Verify | None = None) -> Any: ...
+    def load(
+        self, key: str, *, version: str | None = None, verify: Verify | None = None
+    ) -> Any: ...
 
     @overload
-    def load(self, key: list[str], *, verify: Verify | None = None) -> BatchResult[Any]: ...
+    def load(
+        self,
+        key: list[str],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        verify: Verify | None = None,
+    ) -> BatchResult[Any]: ...
 
-    def load(self, key: str | list[str], *, verify: Verify | None = None) -> Any:
-        return get_runner().run(self._astore.load(key, verify=verify))
+    def load(
+        self,
+        key: str | list[str],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        verify: Verify | None = None,
+    ) -> Any:
+        astore: Any = self._astore  # the overloads are checked on AsyncStore
+        return get_runner().run(astore.load(key, version=version, verify=verify))
 
     def get(self, key: str, default: Any = None) -> Any:
         return get_runner().run(self._astore.get(key, default))
 
-    def delete(self, key: str | list[str]) -> BatchResult[None] | None:
-        return get_runner().run(self._astore.delete(key))
+    def delete(
+        self, key: str | list[str], *, version: str | Sequence[str | None] | None = None
+    ) -> BatchResult[None] | None:
+        return get_runner().run(self._astore.delete(key, version=version))
 
-    def has_object(self, key: str | list[str]) -> bool | BatchResult[bool]:
-        return get_runner().run(self._astore.has_object(key))
+    def has_object(
+        self, key: str | list[str], version: str | Sequence[str | None] | None = None
+    ) -> bool | BatchResult[bool]:
+        return get_runner().run(self._astore.has_object(key, version))
 
     @overload
-    def info(self, key: str | None = None) -> dict[str, Any]: ...
+    def info(self, key: str | None = None, version: str | None = None) -> dict[str, Any]: ...
 
     @overload
-    def info(self, key: list[str]) -> BatchResult[dict[str, Any]]: ...
+    def info(
+        self, key: list[str], version: str | Sequence[str | None] | None = None
+    ) -> BatchResult[dict[str, Any]]: ...
 
     def info(
-        self, key: str | list[str] | None = None
+        self,
+        key: str | list[str] | None = None,
+        version: str | Sequence[str | None] | None = None,
     ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
         astore: Any = self._astore  # the overloads are checked on AsyncStore
-        result: dict[str, Any] | BatchResult[dict[str, Any]] = get_runner().run(astore.info(key))
+        result: dict[str, Any] | BatchResult[dict[str, Any]] = get_runner().run(
+            astore.info(key, version)
+        )
         return result
 
     def list_objects(self, mount: str | None = None) -> list[str]:

@@ -50,8 +50,10 @@ class Registry:
         allow_pickle: bool = True,
         verify: Verify = "integrity",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
+        use_cache: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
+        cache_max_entries: int | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
             "location": location,
@@ -61,8 +63,10 @@ class Registry:
             "allow_pickle": allow_pickle,
             "verify": verify,
             "inline_limit": inline_limit,
+            "use_cache": use_cache,
             "cache_dir": cache_dir,
             "cache_max_bytes": cache_max_bytes,
+            "cache_max_entries": cache_max_entries,
         }
         self._lock = threading.Lock()
         self._generation = get_runner().generation

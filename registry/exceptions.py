@@ -19,7 +19,15 @@ class RegistryObjectNotFound(RegistryError, KeyError):
 
 
 class RegistryVersionConflict(RegistryError):
-    """The version already exists and the save may not replace it."""
+    """The version already exists and the save may not replace it.
+
+    ``name`` and ``version`` say which one (None when not known).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None, version: str | None = None):
+        super().__init__(message)
+        self.name = name
+        self.version = version
 
 
 class RegistryIntegrityError(RegistryError):

@@ -48,6 +48,7 @@ from registry.store_keys import (
     StoreKey,
     parse_store_key,
     validate_mount_name,
+    with_version,
 )
 
 __all__ = ["AsyncStore"]
@@ -268,6 +269,7 @@ class AsyncStore:
         key: str,
         obj: Any,
         *,
+        version: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
@@ -279,6 +281,7 @@ class AsyncStore:
         key: list[str],
         obj: Sequence[Any],
         *,
+        version: str | Sequence[str | None] | None = None,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
@@ -289,16 +292,19 @@ class AsyncStore:
         key: str | list[str],
         obj: Any,
         *,
+        version: str | Sequence[str | None] | None = None,
         metadata: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
         materializer: MaterializerArg | None = None,
         on_conflict: OnConflict = "skip",
     ) -> str | BatchResult[str]:
         """Save ``obj`` at ``key``; returns the version saved.
 
-        The key's version is used if given, else the mount's next version. An
-        unqualified key saves to the default mount. A list of keys saves a
-        batch (``obj`` a list, one per key), fanned out across mounts.
+        The version given in the key (``"m/x@2"``) or as ``version=`` is used,
+        else the mount's next version. An unqualified key saves to the default
+        mount. A list of keys saves a batch (``obj`` a list, one per key),
+        fanned out across mounts.
         """
+        key = with_version(key, version)
         if isinstance(key, list):
             return await self._save_many(key, obj, metadata, materializer, on_conflict)
         if metadata is not None and not isinstance(metadata, Mapping):
@@ -341,13 +347,28 @@ class AsyncStore:
     # -- load ------------------------------------------------------------------------
 
     @overload
-    async def load(self, key: str, *, verify: Verify | None = None) -> Any: ...
+    async def load(
+        self, key: str, *, version: str | None = None, verify: Verify | None = None
+    ) -> Any: ...
 
     @overload
-    async def load(self, key: list[str], *, verify: Verify | None = None) -> BatchResult[Any]: ...
+    async def load(
+        self,
+        key: list[str],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        verify: Verify | None = None,
+    ) -> BatchResult[Any]: ...
 
-    async def load(self, key: str | list[str], *, verify: Verify | None = None) -> Any:
+    async def load(
+        self,
+        key: str | list[str],
+        *,
+        version: str | Sequence[str | None] | None = None,
+        verify: Verify | None = None,
+    ) -> Any:
         """Load the object at ``key`` (no version: the latest). A list loads a batch."""
+        key = with_version(key, version)
         if isinstance(key, list):
 
             async def call(
@@ -371,11 +392,14 @@ class AsyncStore:
 
     # -- delete ----------------------------------------------------------------------
 
-    async def delete(self, key: str | list[str]) -> BatchResult[None] | None:
+    async def delete(
+        self, key: str | list[str], *, version: str | Sequence[str | None] | None = None
+    ) -> BatchResult[None] | None:
         """Delete the key's version, or every version when it names none.
 
         An unqualified key is resolved like a read (the one mount holding it).
         """
+        key = with_version(key, version)
         if isinstance(key, list):
             routes = [
                 r if isinstance(r, BaseException) else _attempt(self._writable, r, "delete")
@@ -396,8 +420,11 @@ class AsyncStore:
 
     # -- queries ---------------------------------------------------------------------
 
-    async def has_object(self, key: str | list[str]) -> bool | BatchResult[bool]:
+    async def has_object(
+        self, key: str | list[str], version: str | Sequence[str | None] | None = None
+    ) -> bool | BatchResult[bool]:
         """Whether the key exists; unqualified: in any mount. A list checks a batch."""
+        key = with_version(key, version)
         if isinstance(key, list):
             return await self._has_many(key)
         parsed = parse_store_key(key)
@@ -436,13 +463,17 @@ class AsyncStore:
         return BatchResult(results, dict(sorted(errors.items())))
 
     @overload
-    async def info(self, key: str | None = None) -> dict[str, Any]: ...
+    async def info(self, key: str | None = None, version: str | None = None) -> dict[str, Any]: ...
 
     @overload
-    async def info(self, key: list[str]) -> BatchResult[dict[str, Any]]: ...
+    async def info(
+        self, key: list[str], version: str | Sequence[str | None] | None = None
+    ) -> BatchResult[dict[str, Any]]: ...
 
     async def info(
-        self, key: str | list[str] | None = None
+        self,
+        key: str | list[str] | None = None,
+        version: str | Sequence[str | None] | None = None,
     ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
         """Metadata as dicts, each with its ``mount``.
 
@@ -450,7 +481,10 @@ class AsyncStore:
         ``info()``: {"mount/name": {version: info}} over every mount.
         """
         if key is None:
+            if version is not None:
+                raise ValueError("info(version=...) needs a key")
             return await self._info_all()
+        key = with_version(key, version)
         if isinstance(key, list):
             routes = await self._read_routes(key)
 
@@ -717,6 +751,7 @@ class AsyncStore:
         concurrently, and put the results back in input order."""
         results: list[R | None] = [None] * len(routes)
         errors: dict[int, BaseException] = {}
+        skipped: list[int] = []
         groups: dict[str, list[tuple[int, _Route]]] = {}
         for i, route in enumerate(routes):
             if isinstance(route, BaseException):
@@ -732,6 +767,7 @@ class AsyncStore:
         done = await fanout(run, order, limit=max(1, len(order)))
         for j, members in enumerate(order):
             batch, failure = done.results[j], done.errors.get(j)
+            batch_skipped = set(batch.skipped) if batch is not None else set()
             for pos, (i, _) in enumerate(members):
                 if failure is not None:
                     errors[i] = failure
@@ -739,4 +775,6 @@ class AsyncStore:
                     errors[i] = batch.errors[pos]
                 elif batch is not None:
                     results[i] = batch.results[pos]
-        return BatchResult(results, dict(sorted(errors.items())))
+                    if pos in batch_skipped:
+                        skipped.append(i)
+        return BatchResult(results, dict(sorted(errors.items())), sorted(skipped))

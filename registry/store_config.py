@@ -38,8 +38,10 @@ REGISTRY_SETTINGS: dict[str, str] = {
     "allow_pickle": "bool",
     "verify": "str",
     "inline_limit": "int",
+    "use_cache": "bool|null",
     "cache_dir": "str",
     "cache_max_bytes": "int|null",
+    "cache_max_entries": "int|null",
 }
 _STORE_KEYS = ("default", "mounts")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from registry.core.names import MAX_NAME_LENGTH, validate_name
+from registry.core.versions import LATEST, Version
 from registry.store_errors import StoreKeyFormatError
 
 TEMP_MOUNT = "temp"
@@ -54,6 +56,54 @@ def parse_store_key(key: object) -> StoreKey:
     if problem is not None:
         raise StoreKeyFormatError(f"invalid store key {key!r}: {problem}; {KEY_FORMAT}")
     return StoreKey(mount, name, version if at else None)
+
+
+def with_version(
+    key: str | list[str], version: str | Sequence[str | None] | None
+) -> str | list[str]:
+    """Fold a ``version=`` argument into the key(s): ``("m/x", "2")`` -> ``"m/x@2"``.
+
+    A key that names a version of its own must agree with ``version=``
+    (ValueError otherwise). Keys that do not parse are returned as they are,
+    so the usual per-key error reports them.
+    """
+    if isinstance(key, list):
+        if isinstance(version, list | tuple):
+            if len(version) != len(key):
+                raise ValueError(
+                    f"version has {len(version)} entries for {len(key)} keys; give one per key"
+                )
+            return [_with_one(k, v) for k, v in zip(key, version, strict=True)]
+        if version is not None and not isinstance(version, str):
+            raise TypeError(f"version must be a str or a list of them, got {version!r}")
+        return [_with_one(k, version) for k in key]
+    if version is not None and not isinstance(version, str):
+        raise TypeError("version must be a str for a single key (lists are for batches)")
+    return _with_one(key, version)
+
+
+def _with_one(key: str, version: str | None) -> str:
+    if version is None:
+        return key
+    try:
+        parsed = parse_store_key(key)
+    except (StoreKeyFormatError, TypeError):
+        return key
+    if parsed.version is not None and not _same_version(parsed.version, version):
+        raise ValueError(
+            f"key {key!r} names version {parsed.version!r} but version={version!r} was "
+            "passed; give the version once, in the key or as version="
+        )
+    return str(StoreKey(parsed.mount, parsed.name, version))
+
+
+def _same_version(a: str, b: str) -> bool:
+    if LATEST in (a, b):
+        return a == b
+    try:
+        return Version(a) == Version(b)
+    except ValueError:
+        return a == b
 
 
 def _key_problem(mount: str | None, rest: str, name: str, at: str, version: str) -> str | None:

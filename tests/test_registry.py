@@ -142,8 +142,17 @@ async def test_unversioned_registry_keeps_one_version(
         assert await reg.save("cfg", {"a": 1}) == "1"
         with pytest.raises(RegistryVersionConflict):
             await reg.save("cfg", {"a": 2})
-        with pytest.raises(ValueError, match="version_objects"):
-            await reg.save("other", 1, version="2")
+        # Any version spelling addresses the one version (as the seed does).
+        assert await reg.save("other", 1, version="2.0.0") == "1"
+        assert await reg.load("other", version="7") == 1
+        assert await reg.has_object("other", "1.0.0") is True
+        assert (await reg.info("other", "3"))["version"] == "1"
+        with pytest.raises(RegistryVersionConflict, match="one version per name"):
+            await reg.save("other", 2, version="1")
+        with pytest.raises(ValueError, match="invalid version"):
+            await reg.load("other", version="not a version")
+        await reg.delete("other", version="5")
+        assert await reg.has_object("other") is False
         await reg.delete("cfg")
         assert await reg.save("cfg", {"a": 3}) == "1"  # re-save after delete
         assert await reg.load("cfg") == {"a": 3}
@@ -241,8 +250,9 @@ async def test_batch_results_align_with_input_including_duplicates(areg: AsyncRe
 
 async def test_batch_explicit_version_conflict_is_per_item(areg: AsyncRegistry) -> None:
     result = await areg.save(["x", "x", "x"], [BIG, BIG + b"1", BIG + b"2"], version="1.0")
-    assert len(result.succeeded) == 1 and len(result.failed) == 2
-    assert all(isinstance(e, RegistryVersionConflict) for e in result.errors.values())
+    # on_conflict="skip" (the default): the losers are skipped, not failed
+    assert len(result.succeeded) == 1 and len(result.skipped) == 2 and not result.failed
+    assert result.results == ["1.0", "1.0", "1.0"]
     # the losers removed their own uuid folders
     assert len(await uuid_folders(areg.backend, "x")) == 1
 

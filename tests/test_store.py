@@ -353,11 +353,12 @@ async def test_batch_save_and_load_across_mounts_with_per_item_errors(store: Asy
     saved = await store.save(keys, [1, 2, 3, 4, 5, 6, 7, 8], metadata={"batch": True})
     assert isinstance(saved, BatchResult) and len(saved) == len(keys)
     assert saved.results[:3] == ["1", "1", "1"] and saved.results[6] == "2"
-    assert saved.failed == [3, 4, 5, 7]
+    assert saved.failed == [3, 4, 5]
     assert isinstance(saved.errors[3], StoreLocationNotFound)
     assert isinstance(saved.errors[4], StoreKeyFormatError)
     assert isinstance(saved.errors[5], StoreReadOnlyError)
-    assert isinstance(saved.errors[7], RegistryVersionConflict)  # mem/a@1 was just saved
+    # mem/a@1 was just saved by the first item: skipped (the default on_conflict)
+    assert saved.skipped == [7] and saved.results[7] == "1"
 
     loaded = await store.load(["disk/b@2", "a", "c", "zz", "disk/b@9", "nope/x", "mem/a", "b@1"])
     assert loaded.results == [7, 1, 3, None, None, None, 1, 2]

@@ -10,6 +10,7 @@ where the materializer allows.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -27,12 +28,15 @@ from registry.core.types import FileEntry
 from registry.exceptions import MaterializerError
 from registry.materializers.base import (
     BlobMaterializer,
-    Materializer,
+    MaterializerProtocol,
     Unsupported,
     entry_for,
     hash_file,
+    uses_pickle,
 )
 from registry.materializers.lookup import get_materializer
+
+logger = logging.getLogger(__name__)
 
 Verify = Literal["none", "integrity", "full"]  # what a load checks: see core.loading
 VERIFY_LEVELS = ("none", "integrity", "full")
@@ -77,6 +81,14 @@ async def write_artifacts(
                 # so they cost no listing (a request on remote stores).
                 await delete_folder(backend, name, uuid, files=None)
             continue
+        if uses_pickle(materializer):
+            logger.warning(
+                "%s saved with pickle: %s; loading it needs allow_pickle=True (register a "
+                "materializer for %s to avoid pickle)",
+                name,
+                f"no materializer accepted it ({last})" if last else "no materializer for its type",
+                type(obj).__qualname__,
+            )
         return Artifacts(path, files, inline)
     raise MaterializerError(f"no materializer accepted {type(obj).__qualname__}: {last}")
 
@@ -86,7 +98,7 @@ async def _write_with(
     name: str,
     uuid: str,
     obj: Any,
-    materializer: Materializer,
+    materializer: MaterializerProtocol,
     inline_limit: int,
     cache: Cache | None,
 ) -> tuple[dict[str, FileEntry], bytes | None]:
@@ -113,7 +125,9 @@ def _cache_blob(cache: Cache, name: str, uuid: str, filename: str, data: bytes) 
     cache.adopt(name, uuid, tmp)
 
 
-def _materialize(materializer: Materializer, obj: Any, folder: Path) -> dict[str, FileEntry]:
+def _materialize(
+    materializer: MaterializerProtocol, obj: Any, folder: Path
+) -> dict[str, FileEntry]:
     folder.mkdir(parents=True, exist_ok=True)
     files = dict(materializer.save(obj, folder) or {})
     for dirpath, _dirs, filenames in os.walk(folder):
@@ -130,7 +144,7 @@ async def _write_folder(
     name: str,
     uuid: str,
     obj: Any,
-    materializer: Materializer,
+    materializer: MaterializerProtocol,
     cache: Cache | None,
 ) -> dict[str, FileEntry]:
     prefix = objects_folder(name, uuid)

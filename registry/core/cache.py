@@ -12,7 +12,7 @@ forever for its uuid; only the version -> uuid mapping (the metadata) can go
 stale, on mutable registries. Folders appear in one atomic rename of a
 completely written temp folder, so concurrent processes need no locks: the
 loser of a rename race just drops its copy. Least recently used folders are
-evicted above ``max_bytes`` (use refreshes a folder's mtime).
+evicted above ``max_bytes`` or ``max_entries`` (use refreshes a folder's mtime).
 """
 
 from __future__ import annotations
@@ -44,12 +44,24 @@ class Cache:
     less than the hop to a thread would (cache files are not fsynced: a lost
     cache entry is fetched again)."""
 
-    def __init__(self, root: Path, uri: str, *, max_bytes: int | None = DEFAULT_MAX_BYTES):
+    def __init__(
+        self,
+        root: Path,
+        uri: str,
+        *,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        max_entries: int | None = None,
+    ):
+        for what, cap in (("cache_max_bytes", max_bytes), ("cache_max_entries", max_entries)):
+            if cap is not None and (not isinstance(cap, int) or cap < 0):
+                raise ValueError(f"{what} must be a whole number >= 0 or None, got {cap!r}")
         digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
         self.root = root / digest
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._tmp_swept = False
-        self._approx_bytes: int | None = None  # this process's running estimate
+        # This process's running estimate of (bytes, entries); None: not scanned yet.
+        self._approx: tuple[int, int] | None = None
 
     # -- metadata ---------------------------------------------------------------
 
@@ -131,46 +143,62 @@ class Cache:
 
     # -- housekeeping -----------------------------------------------------------
 
+    def _over(self, total: int, entries: int) -> bool:
+        return (self.max_bytes is not None and total > self.max_bytes) or (
+            self.max_entries is not None and entries > self.max_entries
+        )
+
     def _account(self, added: int) -> None:
-        # A full scan only when the running estimate crosses the cap, so an
+        # A full scan only when the running estimate crosses a cap, so an
         # adopt costs O(1) until eviction is due.
-        if self.max_bytes is None:
+        if self.max_bytes is None and self.max_entries is None:
             return
-        if self._approx_bytes is None:
-            self._approx_bytes = self._scan_total()
+        if self._approx is None:
+            folders = self._scan()
+            self._approx = (sum(size for _, size, _ in folders), len(folders))
         else:
-            self._approx_bytes += added
-        if self._approx_bytes > self.max_bytes:
+            self._approx = (self._approx[0] + added, self._approx[1] + 1)
+        if self._over(*self._approx):
             self.evict()
 
-    def _scan_total(self) -> int:
-        return sum(_folder_size(f) for d in _subdirs(self.root / "objects") for f in _subdirs(d))
+    def _scan(self) -> list[tuple[float, int, Path]]:
+        """(last use, bytes, folder) of every cached folder. Other processes
+        evict concurrently, so a folder that vanishes mid-scan is skipped."""
+        found = []
+        for name_dir in _subdirs(self.root / "objects"):
+            for folder in _subdirs(name_dir):
+                try:
+                    used = folder.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                found.append((used, _folder_size(folder), folder))
+        return found
 
     def evict(self) -> int:
-        """Remove least recently used folders until under ``max_bytes``."""
-        if self.max_bytes is None:
+        """Remove least recently used folders until under both caps.
+
+        Housekeeping: it never raises for a folder another thread or process
+        removed first.
+        """
+        if self.max_bytes is None and self.max_entries is None:
             return 0
-        folders: list[tuple[float, int, Path]] = []
-        total = 0
-        objects = self.root / "objects"
-        for name_dir in _subdirs(objects):
-            for folder in _subdirs(name_dir):
-                size = _folder_size(folder)
-                folders.append((folder.stat().st_mtime, size, folder))
-                total += size
+        folders = sorted(self._scan())
+        total = sum(size for _, size, _ in folders)
+        entries = len(folders)
         removed = 0
-        for _mtime, size, folder in sorted(folders):
-            if total <= self.max_bytes:
+        for _used, size, folder in folders:
+            if not self._over(total, entries):
                 break
             self._remove(folder)
             total -= size
+            entries -= 1
             removed += 1
-        self._approx_bytes = total
+        self._approx = (total, entries)
         return removed
 
     def clear(self) -> None:
         self._remove(self.root)
-        self._approx_bytes = None
+        self._approx = None
 
     def _sweep_tmp(self) -> None:
         """Remove temp folders a crashed process left behind."""

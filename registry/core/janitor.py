@@ -10,6 +10,7 @@ metadata just before an overwrite, is never raced.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 
@@ -21,6 +22,7 @@ from registry.core.layout import META_ROOT, OBJECTS_ROOT, split_meta_key
 from registry.core.mvcc import TOMBSTONE, decode_meta
 
 DEFAULT_GRACE = 3600.0
+logger = logging.getLogger(__name__)
 
 
 class JanitorReport(msgspec.Struct):
@@ -88,6 +90,19 @@ async def run_janitor(backend: Backend, *, grace: float, dry_run: bool) -> Janit
         batches = [doomed[i : i + 1000] for i in range(0, len(doomed), 1000)]
         (await fanout(backend.delete, batches, limit=backend.concurrency)).raise_first()
     temp_files = await backend.remove_stale_temp(older_than=grace, dry_run=dry_run)
+    logger.info(
+        "janitor on %s%s: %s %d orphaned folders (%d files, %d bytes) and %d temp files; "
+        "kept %d younger than %.0f s",
+        backend.uri,
+        " (dry run)" if dry_run else "",
+        "would remove" if dry_run else "removed",
+        len(removed),
+        len(doomed),
+        total_bytes,
+        temp_files,
+        kept,
+        grace,
+    )
     return JanitorReport(
         removed=removed,
         files=len(doomed),

@@ -9,6 +9,7 @@ materializer reads untrusted bytes safely are hashed while they load.
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 import shutil
 import tempfile
@@ -32,8 +33,17 @@ from registry.exceptions import (
     RegistryCorruptMetadata,
     RegistryIntegrityError,
 )
-from registry.materializers.base import BlobMaterializer, Materializer, entry_for, hash_file
+from registry.materializers.base import (
+    BlobMaterializer,
+    MaterializerProtocol,
+    entry_for,
+    hash_file,
+    loads_untrusted_safely,
+    uses_pickle,
+)
 from registry.materializers.lookup import get_materializer, import_path, is_trusted_materializer
+
+logger = logging.getLogger(__name__)
 
 
 @cache
@@ -110,13 +120,15 @@ async def read_artifacts(
             "metadata: register it with register_materializer() or open with allow_pickle=True"
         )
     materializer = get_materializer(meta.materializer)
-    if materializer.uses_pickle and not allow_pickle:
+    if uses_pickle(materializer) and not allow_pickle:
         raise PickleRefused(
             f"{where} was stored with pickle ({meta.object_class}) and this registry has "
             "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
         )
     cls = _import_class(meta.object_class)
     if meta.inline is not None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: inline in its metadata (no file to read)", where)
         data = meta.inline
         if verify != "none":
             (rel,) = meta.files
@@ -129,15 +141,29 @@ async def read_artifacts(
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s: read in place from %s", where, in_place)
         return await _load_verified(materializer, meta, in_place, cls, verify, where)
     if cache is not None:
         cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
         if cached is not None:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s: cache hit (%s)", where, cached)
             try:
                 return await _load_verified(materializer, meta, cached, cls, verify, where)
-            except RegistryIntegrityError:
+            except RegistryIntegrityError as exc:
                 # Damaged or evicted under us: drop the copy and fetch again.
+                logger.warning("%s: cached copy dropped and fetched again (%s)", where, exc)
                 await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "%s: %s, downloading %d files (%d bytes) from %s",
+            where,
+            "cache miss" if cache is not None else "no cache",
+            len(meta.files),
+            meta.size,
+            backend.uri,
+        )
     make_tmp = cache.new_tmp if cache is not None else lambda: Path(tempfile.mkdtemp())
     folder = await anyio.to_thread.run_sync(make_tmp)
     try:
@@ -178,7 +204,7 @@ PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
 
 
 async def _load_verified(
-    materializer: Materializer,
+    materializer: MaterializerProtocol,
     meta: ObjectMeta,
     folder: Path,
     cls: type | None,
@@ -191,7 +217,7 @@ async def _load_verified(
     if (
         verify == "none"
         or meta.size < PARALLEL_VERIFY_BYTES
-        or not materializer.loads_untrusted_safely
+        or not loads_untrusted_safely(materializer)
     ):
         return await anyio.to_thread.run_sync(
             _load_folder, materializer, meta, folder, cls, verify, where
@@ -223,7 +249,7 @@ async def _load_verified(
 
 
 def _load_folder(
-    materializer: Materializer,
+    materializer: MaterializerProtocol,
     meta: ObjectMeta,
     folder: Path,
     cls: type | None,

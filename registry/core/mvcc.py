@@ -103,7 +103,9 @@ async def commit_explicit(
             pass
     raise RegistryVersionConflict(
         f"{name}@{version} already exists; save under another version, or open the "
-        "registry with mutable=True and pass on_conflict='overwrite' to replace it"
+        "registry with mutable=True and pass on_conflict='overwrite' to replace it",
+        name=name,
+        version=version.spelling,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 import uuid as uuidlib
@@ -40,14 +41,18 @@ from registry.exceptions import (
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
-from registry.materializers.base import Materializer
+from registry.materializers.base import MaterializerProtocol
 from registry.materializers.lookup import candidates, class_path, materializer_path
 
 if TYPE_CHECKING:
     import asyncio
 
+logger = logging.getLogger(__name__)
+
 OnConflict = Literal["skip", "overwrite"]
-MaterializerArg = str | type[Materializer] | Materializer
+#: the one version of every name in a registry with version_objects=False
+UNVERSIONED = Version("1")
+MaterializerArg = str | type | MaterializerProtocol
 DEFAULT_INLINE_LIMIT = 64 * 1024
 
 
@@ -107,6 +112,10 @@ class AsyncRegistry:
     ``AsyncRegistry("/some/folder")`` a local folder; ``backend=`` any Backend.
     ``mutable`` and ``version_objects`` are stored with the registry when it is
     created; passing a value that contradicts the stored one raises.
+
+    Remote backends keep a local cache (``use_cache`` None or True; False
+    keeps no copy: every load reads the backend), capped at
+    ``cache_max_bytes`` and ``cache_max_entries`` (least recently used first).
     """
 
     def __init__(
@@ -119,8 +128,10 @@ class AsyncRegistry:
         allow_pickle: bool = True,
         verify: Verify = "integrity",
         inline_limit: int = DEFAULT_INLINE_LIMIT,
+        use_cache: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
+        cache_max_entries: int | None = None,
     ) -> None:
         if backend is not None and location is not None:
             raise ValueError("pass either a location or backend=, not both")
@@ -137,13 +148,15 @@ class AsyncRegistry:
         self.inline_limit = inline_limit
         self._requested = {"mutable": mutable, "version_objects": version_objects}
         self._settings: RegistrySettings | None = None
+        # A local backend is read in place: a cache would only copy it.
         self._cache = (
             Cache(
                 Path(cache_dir) if cache_dir is not None else default_cache_root(),
                 backend.identity,
                 max_bytes=cache_max_bytes,
+                max_entries=cache_max_entries,
             )
-            if backend.is_remote
+            if backend.is_remote and use_cache is not False
             else None
         )
 
@@ -278,7 +291,8 @@ class AsyncRegistry:
             async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
                 return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
 
-            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            return _skip_existing(saved) if on_conflict == "skip" else saved
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str for a single save (lists are for batches)")
         return await self._save_one(name, obj, version, metadata, mat, on_conflict)  # type: ignore[arg-type]
@@ -292,6 +306,7 @@ class AsyncRegistry:
         materializer: str | None,
         on_conflict: OnConflict,
     ) -> str:
+        started = time.perf_counter()
         validate_name(name)
         settings = await self._open()
         explicit = self._explicit_version(version, settings)
@@ -338,7 +353,7 @@ class AsyncRegistry:
                     self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
                 )
                 saved = explicit.spelling
-        except RegistryVersionConflict:
+        except RegistryVersionConflict as conflict:
             # Only a lost race is known not to have committed; after any other
             # failure the commit may have landed, so the janitor decides later.
             if artifacts.inline is None:
@@ -346,21 +361,46 @@ class AsyncRegistry:
                     await delete_folder(self.backend, name, uid, artifacts.files)
                     if self._cache is not None:
                         await anyio.to_thread.run_sync(self._cache.discard, name, uid)
-            raise
+            if settings.version_objects:
+                raise
+            raise RegistryVersionConflict(
+                f"{name!r} already exists and this registry keeps one version per name "
+                "(version_objects=False); delete it first, or open the registry with "
+                "mutable=True and pass on_conflict='overwrite' to replace it",
+                name=name,
+                version=conflict.version,
+            ) from None
         if self._cache is not None:
             self._cache.write_meta(name, Version(saved).key, meta_bytes)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "saved %s@%s: %d bytes in %d files%s via %s to %s in %.1f ms",
+                name,
+                saved,
+                meta.size,
+                len(meta.files),
+                " (inline)" if meta.inline is not None else "",
+                meta.materializer,
+                self.backend.uri,
+                (time.perf_counter() - started) * 1000,
+            )
         return saved
 
     def _explicit_version(self, version: str | None, settings: RegistrySettings) -> Version | None:
         if not settings.version_objects:
-            if version not in (None, "1"):
-                raise ValueError(
-                    f"this registry keeps one version per name (version_objects=False), so "
-                    f"version={version!r} is not allowed; create it with version_objects=True "
-                    "to keep several versions"
-                )
-            return Version("1")
+            if version is not None:
+                parse_version(version)  # any valid spelling addresses the one version
+            return UNVERSIONED
         return None if version is None else parse_version(version)
+
+    def _version_key(self, version: str, settings: RegistrySettings) -> str:
+        """Storage key of a concrete version. An unversioned registry keeps one
+        version per name, so every spelling (and "latest") addresses it."""
+        if not settings.version_objects:
+            if version != LATEST:
+                Version(version)  # still refuse what is not a version at all
+            return UNVERSIONED.key
+        return Version(version).key
 
     async def _refresh_settings(self) -> RegistrySettings:
         fresh = await self._read_settings()
@@ -413,9 +453,10 @@ class AsyncRegistry:
         return await self._load_one(name, version, level)
 
     async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
+        started = time.perf_counter()
         meta = await self._meta(name, version, verify)
         settings = await self._open()
-        return await read_artifacts(
+        obj = await read_artifacts(
             self.backend,
             meta,
             verify=verify,
@@ -423,6 +464,18 @@ class AsyncRegistry:
             cache=self._cache,
             trusted_materializers=settings.materializers.values(),
         )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "loaded %s@%s (asked for %s): %d bytes, verify=%s, from %s in %.1f ms",
+                name,
+                meta.version,
+                version,
+                meta.size,
+                verify,
+                self.backend.uri,
+                (time.perf_counter() - started) * 1000,
+            )
+        return obj
 
     async def iter_load(
         self,
@@ -482,18 +535,15 @@ class AsyncRegistry:
                 raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
             where = f"{self.backend.uri}/{meta_key(name, found[0].key)}"
             return _decode_for(name, found[1], where)
-        if version == LATEST:
-            if not settings.version_objects:
-                key = "1"
-            else:
-                # Remote: the listing carries sizes, so tombstones are skipped
-                # without reads and the cached metadata can be used.
-                live = await mvcc.live_versions(self.backend, name)
-                if not live:
-                    raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
-                key = live[-1][0].key
+        if version == LATEST and settings.version_objects:
+            # Remote: the listing carries sizes, so tombstones are skipped
+            # without reads and the cached metadata can be used.
+            live = await mvcc.live_versions(self.backend, name)
+            if not live:
+                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
+            key = live[-1][0].key
         else:
-            key = Version(version).key
+            key = self._version_key(version, settings)
         where = f"{self.backend.uri}/{meta_key(name, key)}"
         if cache is not None and (verify or self.verify) != "full":
             cached = cache.read_meta(name, key)
@@ -552,6 +602,8 @@ class AsyncRegistry:
             await mvcc.tombstone(self.backend, name, target)
             if self._cache is not None:
                 self._cache.drop_meta(name, target.key)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("deleted %s@%s from %s", name, [str(t) for t in targets], self.backend.uri)
 
     # -- queries ---------------------------------------------------------------
 
@@ -578,7 +630,7 @@ class AsyncRegistry:
         settings = await self._open()
         if version == LATEST and settings.version_objects:
             return bool(await mvcc.live_versions(self.backend, name))
-        key = "1" if version == LATEST else Version(version).key
+        key = self._version_key(version, settings)
         info = await self.backend.head(meta_key(name, key))
         return info is not None and info.size > 0
 
@@ -719,6 +771,18 @@ class AsyncRegistry:
         """Remove uuid folders that no version references (see core.janitor)."""
         await self._open()
         return await run_janitor(self.backend, grace=grace, dry_run=dry_run)
+
+
+def _skip_existing(saved: BatchResult[str]) -> BatchResult[str]:
+    """Under on_conflict="skip" a batch item whose version exists is skipped,
+    not failed: its result is that version and its index is in ``skipped``."""
+    for index, error in list(saved.errors.items()):
+        if isinstance(error, RegistryVersionConflict) and error.version is not None:
+            del saved.errors[index]
+            saved.results[index] = error.version
+            saved.skipped.append(index)
+    saved.skipped.sort()
+    return saved
 
 
 def _decode_for(name: str, data: bytes, where: str) -> ObjectMeta:

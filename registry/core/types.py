@@ -75,17 +75,22 @@ class BatchResult(Generic[T]):
 
     ``results[i]`` is the value for input item ``i`` (None where it failed),
     ``errors`` maps failed indices to their exception, and ``succeeded`` /
-    ``failed`` list input indices in order. Duplicated inputs keep their own
-    entries. A batch never raises for a per-item failure; ``raise_first()``
-    turns the first one into an exception when that is what you want.
+    ``failed`` / ``skipped`` list input indices in order. ``skipped`` is for
+    batch saves with ``on_conflict="skip"``: the item's version already
+    existed, so nothing was written and ``results[i]`` is that version; a
+    skipped item is neither succeeded nor failed. Duplicated inputs keep
+    their own entries. A batch never raises for a per-item failure;
+    ``raise_first()`` turns the first one into an exception when wanted.
     """
 
     results: list[T | None]
     errors: dict[int, BaseException] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
 
     @property
     def succeeded(self) -> list[int]:
-        return [i for i in range(len(self.results)) if i not in self.errors]
+        skipped = set(self.skipped)
+        return [i for i in range(len(self.results)) if i not in self.errors and i not in skipped]
 
     @property
     def failed(self) -> list[int]:
@@ -93,7 +98,25 @@ class BatchResult(Generic[T]):
 
     @property
     def ok(self) -> bool:
+        """No item failed (skipped items are not failures)."""
         return not self.errors
+
+    @property
+    def all_succeeded(self) -> bool:
+        """The same as ``ok``: no item failed (skipped items are not failures)."""
+        return not self.errors
+
+    @property
+    def success_count(self) -> int:
+        return len(self.results) - len(self.errors) - len(self.skipped)
+
+    @property
+    def skipped_count(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def failure_count(self) -> int:
+        return len(self.errors)
 
     def raise_first(self) -> None:
         if self.errors:
@@ -110,4 +133,5 @@ class BatchResult(Generic[T]):
         return self.results[index]
 
     def __repr__(self) -> str:
-        return f"BatchResult({len(self.succeeded)} succeeded, {len(self.errors)} failed)"
+        skipped = f", {len(self.skipped)} skipped" if self.skipped else ""
+        return f"BatchResult({self.success_count} succeeded, {len(self.errors)} failed{skipped})"

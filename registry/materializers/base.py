@@ -1,6 +1,8 @@
 """The materializer protocol and helpers that hash while writing.
 
-A materializer turns objects into files in a folder and back. Two shapes:
+A materializer turns objects into files in a folder and back: any class with
+``save(obj, folder)`` and ``load(folder, cls)`` (``MaterializerProtocol``).
+The base classes below add conveniences, in two shapes:
 
 - ``Materializer``: ``save(obj, folder)`` / ``load(folder, cls)`` for anything
   that is naturally a set of files (folders, checkpoints).
@@ -23,7 +25,7 @@ import shutil
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Protocol
 
 from registry.core.types import FileEntry
 
@@ -35,6 +37,50 @@ class Unsupported(Exception):
 
     The core then falls back to the next candidate (in the end: pickle).
     """
+
+
+class MaterializerProtocol(Protocol):
+    """What the registry needs of a materializer: any class with these two
+    methods, created without arguments, works, so a library can ship one for
+    its own types without depending on this package. Subclassing
+    :class:`Materializer` or :class:`BlobMaterializer` adds the extras
+    (``uses_pickle``, inline blobs, streaming, ...)."""
+
+    def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
+        """Write ``obj`` as files into ``folder`` (optionally return their entries)."""
+
+    def load(self, folder: Path, cls: type | None) -> Any:
+        """Rebuild the object from the files in ``folder``."""
+
+
+_REQUIRED = {"save": "save(obj, folder)", "load": "load(folder, cls)"}
+
+
+def check_materializer_class(cls: object, where: str) -> type[MaterializerProtocol]:
+    """``cls`` if it is a class with callable save and load; else a TypeError
+    that names what is missing."""
+    if not isinstance(cls, type):
+        raise TypeError(
+            f"{where} is not a class (got {type(cls).__name__}); a materializer is a class "
+            "with save(obj, folder) and load(folder, cls) methods"
+        )
+    missing = [sig for attr, sig in _REQUIRED.items() if not callable(getattr(cls, attr, None))]
+    if missing:
+        raise TypeError(
+            f"{where} has no {' or '.join(missing)} method; a materializer needs both "
+            "save(obj, folder) and load(folder, cls)"
+        )
+    return cls
+
+
+def uses_pickle(materializer: MaterializerProtocol) -> bool:
+    """Whether loading runs arbitrary code (refused with allow_pickle=False)."""
+    return bool(getattr(materializer, "uses_pickle", False))
+
+
+def loads_untrusted_safely(materializer: MaterializerProtocol) -> bool:
+    """Whether ``load`` is harmless on damaged bytes (see Materializer)."""
+    return bool(getattr(materializer, "loads_untrusted_safely", False))
 
 
 class Materializer:

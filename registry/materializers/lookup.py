@@ -14,7 +14,7 @@ from functools import cache
 from typing import Any
 
 from registry.exceptions import MaterializerError
-from registry.materializers.base import Materializer
+from registry.materializers.base import MaterializerProtocol, check_materializer_class
 
 _M = "registry.materializers."
 PICKLE = _M + "builtin.PickleMaterializer"
@@ -79,7 +79,7 @@ _known_classes: dict[str, type] = {}
 
 
 @cache
-def get_materializer(path: str) -> Materializer:
+def get_materializer(path: str) -> MaterializerProtocol:
     try:
         cls = _known_classes.get(path) or import_path(path)
     except (ImportError, AttributeError) as exc:
@@ -87,11 +87,11 @@ def get_materializer(path: str) -> Materializer:
             f"cannot import materializer {path!r} ({exc}); install or import the module "
             "that defines it"
         ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Materializer)):
-        raise MaterializerError(
-            f"{path!r} is not a Materializer subclass (see registry.materializers.base)"
-        )
-    return cls()
+    try:
+        checked = check_materializer_class(cls, repr(path))
+        return checked()
+    except TypeError as exc:
+        raise MaterializerError(str(exc)) from None
 
 
 def is_trusted_materializer(path: str, registered: Collection[str]) -> bool:
@@ -99,14 +99,14 @@ def is_trusted_materializer(path: str, registered: Collection[str]) -> bool:
     return path.startswith(_M) or path in registered or path in _known_classes
 
 
-def materializer_path(materializer: str | type[Materializer] | Materializer) -> str:
-    """Normalise a ``materializer=`` argument to its import path."""
+def materializer_path(materializer: str | type | MaterializerProtocol) -> str:
+    """Normalise a ``materializer=`` argument (import path, class or instance)
+    to its import path, checking that it is a usable materializer."""
     if isinstance(materializer, str):
         get_materializer(materializer)  # fail early with a clear error
         return materializer
     cls = materializer if isinstance(materializer, type) else type(materializer)
-    if not issubclass(cls, Materializer):
-        raise TypeError(f"materializer must be a Materializer subclass, got {cls!r}")
+    check_materializer_class(cls, class_path(cls))
     path = class_path(cls)
     _known_classes[path] = cls
     return path
