@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 # `import registry` stays cheap and never pulls in asyncio, boto or numpy.
 _EXPORTS = {
     "Registry": "registry._sync",
-    "Store": "registry._store_sync",
-    "AsyncStore": "registry.store",
-    "AsyncRegistry": "registry.core.registry",
+    "Store": "registry.store.sync",
+    "AsyncStore": "registry.store.core",
+    "AsyncRegistry": "registry._async",
     "Backend": "registry.backends.base",
     "FileInfo": "registry.backends.base",
     "LocalBackend": "registry.backends.local",
@@ -43,7 +43,7 @@ _EXPORTS = {
         )
     },
     **{
-        name: "registry.store_errors"
+        name: "registry.store.errors"
         for name in (
             "StoreAmbiguousObjectError",
             "StoreConfigError",
@@ -129,7 +129,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from registry._store_sync import Store
+    from registry._async import AsyncRegistry
     from registry._sync import Registry
     from registry.backends.base import Backend, FileInfo
     from registry.backends.gcs import GCSBackend
@@ -143,7 +143,6 @@ if TYPE_CHECKING:
     from registry.backends.s3 import S3Backend as MinioRegistryBackend
     from registry.backends.s3 import S3Backend as S3RegistryBackend
     from registry.core.janitor import JanitorReport
-    from registry.core.registry import AsyncRegistry
     from registry.core.types import BatchResult
     from registry.exceptions import (
         MaterializerError,
@@ -156,10 +155,11 @@ if TYPE_CHECKING:
         RegistryVersionConflict,
     )
     from registry.materializers.base import BlobMaterializer, Materializer, MaterializerProtocol
+    from registry.store.sync import Store
 
     __version__: str
-    from registry.store import AsyncStore
-    from registry.store_errors import (
+    from registry.store.core import AsyncStore
+    from registry.store.errors import (
         StoreAmbiguousObjectError,
         StoreConfigError,
         StoreKeyFormatError,

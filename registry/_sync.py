@@ -10,20 +10,19 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from registry._async import AsyncRegistry
 from registry._runner import get_runner
 from registry.backends.base import Backend
-from registry.core.artifacts import Verify
-from registry.core.cache import DEFAULT_MAX_BYTES
 from registry.core.fanout import Progress
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
-from registry.core.registry import (
+from registry.core.names import parse_key
+from registry.core.registry import MaterializerArg, OnConflict
+from registry.core.types import (
+    DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_INLINE_LIMIT,
-    AsyncRegistry,
-    MaterializerArg,
-    OnConflict,
-    parse_key,
+    BatchResult,
+    Verify,
 )
-from registry.core.types import BatchResult
 from registry.core.versions import LATEST
 
 
@@ -52,7 +51,7 @@ class Registry:
         inline_limit: int = DEFAULT_INLINE_LIMIT,
         use_cache: bool | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
+        cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         cache_max_entries: int | None = None,
     ) -> None:
         self._config: dict[str, Any] = {

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from registry import Registry, RegistryVersionConflict
-from registry.core.registry import default_root
+from registry.locations import default_root
 
 DEMO_NAMES = ["demo:config", "demo:weights", "demo:notes", "demo:batch-0", "demo:batch-1"]
 

@@ -33,23 +33,23 @@ from registry import (
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
-from registry._store_sync import Store
 from registry.backends.base import FileInfo
-from registry.store import AsyncStore
-from registry.store_errors import (
+from registry.store.core import AsyncStore
+from registry.store.errors import (
     StoreAmbiguousObjectError,
     StoreConfigError,
     StoreKeyFormatError,
     StoreLocationNotFound,
     StoreReadOnlyError,
 )
-from registry.store_keys import (
+from registry.store.keys import (
     KEY_FORMAT,
     TEMP_MOUNT,
     StoreKey,
     parse_store_key,
     validate_mount_name,
 )
+from registry.store.sync import Store
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -650,7 +650,7 @@ def test_stores_do_not_pickle_but_say_why() -> None:
 def test_temp_folder_is_removed_when_a_script_exits_without_closing(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
-        from registry._store_sync import Store
+        from registry.store.sync import Store
         store = Store()
         store["x"] = b"0" * 200_000
         print(store.temp_dir, flush=True)

@@ -1,1 +1,16 @@
-"""The backend-independent core: versions, the commit protocol, batches."""
+"""The backend-independent core: one registry on one Backend.
+
+- ``registry.py``  RegistryCore: save, load, delete, queries, batches
+- ``mvcc.py``      the commit protocol: one conditional metadata write per version
+- ``metadata.py``  where a version's metadata is found (latest, cache, unversioned)
+- ``artifacts.py`` saving: objects into files through materializers, uploads
+- ``loading.py``   loading: downloads, the cache, integrity checks
+- ``cache.py``     the local cache of remote registries (LRU, verify levels)
+- ``settings.py``  ``_registry.json``: stored settings and the materializer table
+- ``janitor.py``   removes orphaned uuid folders after a grace period
+- ``fanout.py``, ``batches.py``  bounded concurrent batches, per-item results
+- ``types.py``, ``versions.py``, ``names.py``, ``layout.py``  records and rules
+
+Location strings, the public AsyncRegistry constructor and the Store live
+above this package; backends and materializers below it.
+"""

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio.to_thread
 
@@ -38,8 +38,6 @@ from registry.materializers.lookup import get_materializer
 
 logger = logging.getLogger(__name__)
 
-Verify = Literal["none", "integrity", "full"]  # what a load checks: see core.loading
-VERIFY_LEVELS = ("none", "integrity", "full")
 
 ON_LOOP_BYTES = 256 * 1024  # below this, encode/decode on the loop: a thread hop costs more
 STREAM_BYTES = 8 * 1024 * 1024  # above this, blob materializers stream to a file

@@ -26,7 +26,8 @@ import time
 import uuid as uuidlib
 from pathlib import Path
 
-DEFAULT_MAX_BYTES = 20 * 1024**3
+from registry.core.types import DEFAULT_CACHE_MAX_BYTES
+
 STALE_TMP_SECONDS = 3600.0
 
 
@@ -49,7 +50,7 @@ class Cache:
         root: Path,
         uri: str,
         *,
-        max_bytes: int | None = DEFAULT_MAX_BYTES,
+        max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         max_entries: int | None = None,
     ):
         for what, cap in (("cache_max_bytes", max_bytes), ("cache_max_entries", max_entries)):

@@ -22,11 +22,11 @@ import anyio
 import anyio.to_thread
 
 from registry.backends.base import Backend
-from registry.core.artifacts import ON_LOOP_BYTES, Verify
+from registry.core.artifacts import ON_LOOP_BYTES
 from registry.core.cache import Cache
 from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
-from registry.core.types import FileEntry, ObjectMeta
+from registry.core.types import FileEntry, ObjectMeta, Verify
 from registry.exceptions import (
     ObjectNotFound,
     PickleRefused,

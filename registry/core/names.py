@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from registry.core.versions import LATEST
+
 MAX_NAME_LENGTH = 200
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]+")
 NAME_RULE = (
@@ -24,3 +26,11 @@ def validate_name(name: object) -> str:
     ):
         raise ValueError(f"invalid object name {name!r}: {NAME_RULE}")
     return name
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """``"name@version"`` -> (name, version); a bare name means "latest"."""
+    if not isinstance(key, str):
+        raise TypeError(f"registry keys are str ('name' or 'name@version'), got {key!r}")
+    name, _, version = key.partition("@")
+    return name, (version or LATEST)

@@ -1,10 +1,17 @@
-"""AsyncRegistry: names, versions, conflicts, batches and the dict-like API."""
+"""RegistryCore: versions, conflicts, batches and queries over one backend.
+
+The public ``AsyncRegistry`` (registry/_async.py) is this class with a
+constructor that also opens location strings; the Store and the sync facade
+build on it. Helpers live beside it: the settings file (settings.py), where a
+version's metadata is found (metadata.py), saving (artifacts.py), loading
+(loading.py), the commit protocol (mvcc.py) and batch plumbing (batches.py,
+fanout.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 import uuid as uuidlib
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -16,28 +23,28 @@ import anyio.to_thread
 import msgspec
 
 from registry.backends.base import Backend
-from registry.backends.local import LocalBackend
 from registry.core import mvcc
-from registry.core.artifacts import VERIFY_LEVELS, Verify, delete_folder, write_artifacts
-from registry.core.cache import DEFAULT_MAX_BYTES, Cache, default_cache_root
+from registry.core.artifacts import delete_folder, write_artifacts
+from registry.core.batches import per_item, skip_existing
+from registry.core.cache import Cache, default_cache_root
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
-from registry.core.layout import META_ROOT, SETTINGS_KEY, meta_key, split_meta_key
+from registry.core.layout import META_ROOT, meta_key, split_meta_key
 from registry.core.loading import read_artifacts
-from registry.core.names import validate_name
+from registry.core.metadata import encode_meta, explicit_version, find_meta, version_key
+from registry.core.names import parse_key, validate_name
+from registry.core.settings import StoredSettings
 from registry.core.types import (
     BatchResult,
     ObjectMeta,
+    RegistryOptions,
     RegistrySettings,
-    meta_encoder,
-    settings_decoder,
+    Verify,
+    check_verify,
 )
-from registry.core.versions import LATEST, Version, parse_version
+from registry.core.versions import LATEST, Version
 from registry.exceptions import (
-    ObjectNotFound,
-    PreconditionFailed,
     RegistryConfigError,
-    RegistryCorruptMetadata,
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
@@ -50,127 +57,47 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OnConflict = Literal["skip", "overwrite"]
-#: the one version of every name in a registry with version_objects=False
-UNVERSIONED = Version("1")
 MaterializerArg = str | type | MaterializerProtocol
-DEFAULT_INLINE_LIMIT = 64 * 1024
 
 
-def default_root() -> Path:
-    """``$REGISTRY_HOME``, else ``$XDG_DATA_HOME/registry`` (``~/.local/share/registry``)."""
-    if home := os.environ.get("REGISTRY_HOME"):
-        return Path(home).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(data_home) / "registry"
+class RegistryCore:
+    """A versioned object registry on one backend (see ``AsyncRegistry``).
 
-
-def backend_for(location: str | os.PathLike[str]) -> Backend:
-    """A backend from a location: a folder path, ``file://``, ``s3://``, ``gs://``, ``memory://``."""
-    text = os.fspath(location)
-    scheme, sep, _ = text.partition("://")
-    if not sep or scheme == "file":
-        return LocalBackend(text)
-    if scheme == "s3":
-        from registry.backends.s3 import S3Backend
-
-        return S3Backend(uri=text)
-    if scheme == "gs":
-        from registry.backends.gcs import GCSBackend
-
-        return GCSBackend(uri=text)
-    if scheme == "memory":
-        from registry.backends.memory import MemoryBackend
-
-        return MemoryBackend()
-    raise ValueError(
-        f"unsupported location {text!r}: use a folder path, file://, s3://, gs:// or memory://, "
-        "or pass backend= with a Backend instance"
-    )
-
-
-def parse_key(key: str) -> tuple[str, str]:
-    """``"name@version"`` -> (name, version); a bare name means "latest"."""
-    if not isinstance(key, str):
-        raise TypeError(f"registry keys are str ('name' or 'name@version'), got {key!r}")
-    name, _, version = key.partition("@")
-    return name, (version or LATEST)
-
-
-def _per_item(value: Any, n: int, what: str) -> list[Any]:
-    """Broadcast a scalar batch argument, or check a list has one per item."""
-    if isinstance(value, list | tuple):
-        if len(value) != n:
-            raise ValueError(f"{what} has {len(value)} entries for {n} names; give one per name")
-        return list(value)
-    return [value] * n
-
-
-class AsyncRegistry:
-    """A versioned object registry on one backend.
-
-    ``AsyncRegistry()`` uses local disk at ``default_root()``;
-    ``AsyncRegistry("/some/folder")`` a local folder; ``backend=`` any Backend.
     ``mutable`` and ``version_objects`` are stored with the registry when it is
-    created; passing a value that contradicts the stored one raises.
-
-    Remote backends keep a local cache (``use_cache`` None or True; False
-    keeps no copy: every load reads the backend), capped at
+    created; passing a value that contradicts the stored one raises. Remote
+    backends keep a local cache (unless ``use_cache=False``), capped at
     ``cache_max_bytes`` and ``cache_max_entries`` (least recently used first).
     """
 
-    def __init__(
-        self,
-        location: Backend | str | os.PathLike[str] | None = None,
-        *,
-        backend: Backend | None = None,
-        mutable: bool | None = None,
-        version_objects: bool | None = None,
-        allow_pickle: bool = True,
-        verify: Verify = "integrity",
-        inline_limit: int = DEFAULT_INLINE_LIMIT,
-        use_cache: bool | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        cache_max_bytes: int | None = DEFAULT_MAX_BYTES,
-        cache_max_entries: int | None = None,
-    ) -> None:
-        if backend is not None and location is not None:
-            raise ValueError("pass either a location or backend=, not both")
-        if isinstance(location, Backend):
-            backend = location
-        elif backend is None:
-            backend = backend_for(location if location is not None else default_root())
+    def __init__(self, backend: Backend, options: RegistryOptions | None = None) -> None:
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be a registry Backend, got {type(backend).__name__}")
-        _check_verify(verify)
+        options = options or RegistryOptions()
         self.backend = backend
-        self.allow_pickle = allow_pickle
-        self.verify: Verify = verify
-        self.inline_limit = inline_limit
-        self._requested = {"mutable": mutable, "version_objects": version_objects}
-        self._settings: RegistrySettings | None = None
+        self.allow_pickle = options.allow_pickle
+        self.verify: Verify = options.verify
+        self.inline_limit = options.inline_limit
+        self._stored = StoredSettings(
+            backend, mutable=options.mutable, version_objects=options.version_objects
+        )
         # A local backend is read in place: a cache would only copy it.
         self._cache = (
             Cache(
-                Path(cache_dir) if cache_dir is not None else default_cache_root(),
+                Path(options.cache_dir) if options.cache_dir is not None else default_cache_root(),
                 backend.identity,
-                max_bytes=cache_max_bytes,
-                max_entries=cache_max_entries,
+                max_bytes=options.cache_max_bytes,
+                max_entries=options.cache_max_entries,
             )
-            if backend.is_remote and use_cache is not False
+            if backend.is_remote and options.use_cache is not False
             else None
         )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.uri!r})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_settings"] = None
-        return state
-
     # -- lifecycle ---------------------------------------------------------------
 
-    async def __aenter__(self) -> AsyncRegistry:
+    async def __aenter__(self) -> RegistryCore:
         await self._open()
         return self
 
@@ -182,51 +109,18 @@ class AsyncRegistry:
         await self.backend.aclose()
 
     async def _open(self) -> RegistrySettings:
-        if self._settings is not None:
-            return self._settings
-        settings = await self._read_settings()
-        if settings is None:
-            fresh = RegistrySettings(
-                mutable=bool(self._requested["mutable"]),
-                version_objects=bool(self._requested["version_objects"]),
-            )
-            try:
-                await self.backend.put(SETTINGS_KEY, msgspec.json.encode(fresh), mode="create")
-                settings = fresh
-            except PreconditionFailed:  # another process created it first
-                settings = await self._read_settings()
-                assert settings is not None
-        for field, wanted in self._requested.items():
-            stored = getattr(settings, field)
-            if wanted is not None and wanted != stored:
-                raise RegistryConfigError(
-                    f"registry at {self.backend.uri} was created with {field}={stored}; "
-                    f"it cannot be reopened with {field}={wanted} (omit the argument to "
-                    "use the stored value)"
-                )
-        self._settings = settings
-        return settings
-
-    async def _read_settings(self) -> RegistrySettings | None:
-        try:
-            data = await self.backend.get(SETTINGS_KEY)
-        except ObjectNotFound:
-            return None
-        try:
-            return settings_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise RegistryCorruptMetadata(
-                f"{self.backend.uri}/{SETTINGS_KEY} is corrupt ({exc}); restore it from a backup"
-            ) from None
+        return await self._stored.open()
 
     @property
     def mutable(self) -> bool | None:
         """Stored setting (None until the registry has been opened)."""
-        return self._settings.mutable if self._settings else None
+        current = self._stored.current
+        return current.mutable if current else None
 
     @property
     def version_objects(self) -> bool | None:
-        return self._settings.version_objects if self._settings else None
+        current = self._stored.current
+        return current.version_objects if current else None
 
     # -- save ------------------------------------------------------------------
 
@@ -284,15 +178,15 @@ class AsyncRegistry:
         if isinstance(name, list):
             if not isinstance(obj, list | tuple) or len(obj) != len(name):
                 raise ValueError("a batch save needs a list of objects, one per name")
-            versions = _per_item(version, len(name), "version")
-            metas = _per_item(metadata, len(name), "metadata")
+            versions = per_item(version, len(name), "version")
+            metas = per_item(metadata, len(name), "metadata")
             items = list(zip(name, obj, versions, metas, strict=True))
 
             async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
                 return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
 
             saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
-            return _skip_existing(saved) if on_conflict == "skip" else saved
+            return skip_existing(saved) if on_conflict == "skip" else saved
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str for a single save (lists are for batches)")
         return await self._save_one(name, obj, version, metadata, mat, on_conflict)  # type: ignore[arg-type]
@@ -309,7 +203,7 @@ class AsyncRegistry:
         started = time.perf_counter()
         validate_name(name)
         settings = await self._open()
-        explicit = self._explicit_version(version, settings)
+        explicit = explicit_version(version, settings)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         try:  # fail before any upload, not at the commit
@@ -319,7 +213,7 @@ class AsyncRegistry:
         if materializer is None:
             choices = candidates(obj, settings.materializers)
             if len(choices) == 1:  # only pickle left: maybe another process registered one
-                settings = await self._refresh_settings()
+                settings = await self._stored.refresh()
                 choices = candidates(obj, settings.materializers)
         else:
             choices = [materializer]
@@ -343,12 +237,12 @@ class AsyncRegistry:
             if explicit is None:
 
                 def encode(v: str) -> bytes:
-                    return _encode_meta(meta, v)
+                    return encode_meta(meta, v)
 
                 saved = await mvcc.commit_auto(self.backend, name, encode)
                 meta_bytes = encode(saved)
             else:
-                meta_bytes = _encode_meta(meta, explicit.spelling)
+                meta_bytes = encode_meta(meta, explicit.spelling)
                 await mvcc.commit_explicit(
                     self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
                 )
@@ -386,28 +280,6 @@ class AsyncRegistry:
             )
         return saved
 
-    def _explicit_version(self, version: str | None, settings: RegistrySettings) -> Version | None:
-        if not settings.version_objects:
-            if version is not None:
-                parse_version(version)  # any valid spelling addresses the one version
-            return UNVERSIONED
-        return None if version is None else parse_version(version)
-
-    def _version_key(self, version: str, settings: RegistrySettings) -> str:
-        """Storage key of a concrete version. An unversioned registry keeps one
-        version per name, so every spelling (and "latest") addresses it."""
-        if not settings.version_objects:
-            if version != LATEST:
-                Version(version)  # still refuse what is not a version at all
-            return UNVERSIONED.key
-        return Version(version).key
-
-    async def _refresh_settings(self) -> RegistrySettings:
-        fresh = await self._read_settings()
-        if fresh is not None:
-            self._settings = fresh
-        return await self._open()
-
     # -- load ------------------------------------------------------------------
 
     @overload
@@ -439,9 +311,9 @@ class AsyncRegistry:
         every file's sha256 against the metadata, "full" also re-reads remote
         metadata past any cache (the same as "integrity" on local disk).
         """
-        level = _check_verify(verify or self.verify)
+        level = check_verify(verify or self.verify)
         if isinstance(name, list):
-            versions = _per_item(version, len(name), "version")
+            versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> Any:
                 return await self._load_one(item[0], item[1] or LATEST, level)
@@ -493,8 +365,8 @@ class AsyncRegistry:
         """
         import asyncio  # deferred: costly import; iter_load is the one direct use
 
-        level = _check_verify(verify or self.verify)
-        versions = _per_item(version, len(names), "version")
+        level = check_verify(verify or self.verify)
+        versions = per_item(version, len(names), "version")
         width = max(1, limit or self.backend.concurrency)
         pending: set[asyncio.Task[tuple[str, Any]]] = set()
         queue = iter(zip(names, versions, strict=True))
@@ -521,44 +393,12 @@ class AsyncRegistry:
                 await asyncio.wait(pending)
 
     async def _meta(self, name: str, version: str, verify: Verify | None = None) -> ObjectMeta:
-        """Committed metadata of a version ("latest" resolved by listing).
-
-        With a cache (remote backends), "none" and "integrity" trust cached
-        metadata for a concrete version; "full" always reads the backend.
-        """
+        """Committed metadata of a version ("latest" resolved by listing)."""
         validate_name(name)
         settings = await self._open()
-        cache = self._cache
-        if version == LATEST and settings.version_objects and cache is None:
-            found = await mvcc.latest_meta_bytes(self.backend, name)
-            if found is None:
-                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
-            where = f"{self.backend.uri}/{meta_key(name, found[0].key)}"
-            return _decode_for(name, found[1], where)
-        if version == LATEST and settings.version_objects:
-            # Remote: the listing carries sizes, so tombstones are skipped
-            # without reads and the cached metadata can be used.
-            live = await mvcc.live_versions(self.backend, name)
-            if not live:
-                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
-            key = live[-1][0].key
-        else:
-            key = self._version_key(version, settings)
-        where = f"{self.backend.uri}/{meta_key(name, key)}"
-        if cache is not None and (verify or self.verify) != "full":
-            cached = cache.read_meta(name, key)
-            if cached is not None:
-                return mvcc.decode_meta(cached, where)
-        data = await mvcc.read_meta_bytes(self.backend, name, key)
-        if data is None:
-            if cache is not None:
-                cache.drop_meta(name, key)
-            what = f"{name!r}" if version == LATEST else f"{name}@{version}"
-            raise RegistryObjectNotFound(f"no object {what} in {self.backend.uri}")
-        meta = _decode_for(name, data, where)
-        if cache is not None:
-            cache.write_meta(name, key, data)
-        return meta
+        return await find_meta(
+            self.backend, self._cache, settings, name, version, verify or self.verify
+        )
 
     # -- delete ----------------------------------------------------------------
 
@@ -576,7 +416,7 @@ class AsyncRegistry:
         """
         await self._open()
         if isinstance(name, list):
-            versions = _per_item(version, len(name), "version")
+            versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> None:
                 await self._delete_one(*item)
@@ -613,7 +453,7 @@ class AsyncRegistry:
         """Whether the version (default: any) exists. A list checks a batch."""
         await self._open()
         if isinstance(name, list):
-            versions = _per_item(version, len(name), "version")
+            versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> bool:
                 return await self._has_one(item[0], item[1] or LATEST)
@@ -630,7 +470,7 @@ class AsyncRegistry:
         settings = await self._open()
         if version == LATEST and settings.version_objects:
             return bool(await mvcc.live_versions(self.backend, name))
-        key = self._version_key(version, settings)
+        key = version_key(version, settings)
         info = await self.backend.head(meta_key(name, key))
         return info is not None and info.size > 0
 
@@ -661,7 +501,7 @@ class AsyncRegistry:
             per_name.raise_first()
             return {n: v for n, v in zip(names, per_name.results, strict=True) if v}
         if isinstance(name, list):
-            versions = _per_item(version, len(name), "version")
+            versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> dict[str, Any]:
                 return await self._info_one(*item)
@@ -739,28 +579,11 @@ class AsyncRegistry:
             raise ValueError(
                 f"object_class must be a class or its import path 'module.Class', got {object_class!r}"
             )
-        mat_path = materializer_path(materializer)
-        await self._open()
-        while True:
-            head = await self.backend.head(SETTINGS_KEY)
-            current = await self._read_settings()
-            if head is None or current is None:
-                raise RegistryCorruptMetadata(f"{self.backend.uri}/{SETTINGS_KEY} disappeared")
-            table = dict(current.materializers)
-            table[cls_path] = mat_path
-            updated = msgspec.structs.replace(current, materializers=table)
-            try:
-                await self.backend.put(
-                    SETTINGS_KEY, msgspec.json.encode(updated), if_match=head.etag
-                )
-            except PreconditionFailed:
-                continue  # someone else changed the table: merge again
-            self._settings = updated
-            return
+        await self._stored.register_materializer(cls_path, materializer_path(materializer))
 
     async def registered_materializers(self) -> dict[str, str]:
         """The stored class -> materializer table (built-ins not included)."""
-        return dict((await self._refresh_settings()).materializers)
+        return dict((await self._stored.refresh()).materializers)
 
     async def clear_cache(self) -> None:
         """Empty this registry's local cache (remote backends only; else a no-op)."""
@@ -771,39 +594,3 @@ class AsyncRegistry:
         """Remove uuid folders that no version references (see core.janitor)."""
         await self._open()
         return await run_janitor(self.backend, grace=grace, dry_run=dry_run)
-
-
-def _skip_existing(saved: BatchResult[str]) -> BatchResult[str]:
-    """Under on_conflict="skip" a batch item whose version exists is skipped,
-    not failed: its result is that version and its index is in ``skipped``."""
-    for index, error in list(saved.errors.items()):
-        if isinstance(error, RegistryVersionConflict) and error.version is not None:
-            del saved.errors[index]
-            saved.results[index] = error.version
-            saved.skipped.append(index)
-    saved.skipped.sort()
-    return saved
-
-
-def _decode_for(name: str, data: bytes, where: str) -> ObjectMeta:
-    meta = mvcc.decode_meta(data, where)
-    if meta.name != name:
-        raise RegistryCorruptMetadata(
-            f"{where} names object {meta.name!r}, not {name!r}; the metadata file was "
-            "moved or tampered with"
-        )
-    return meta
-
-
-def _encode_meta(meta: ObjectMeta, version: str) -> bytes:
-    meta.version = version
-    try:
-        return meta_encoder.encode(meta)
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
-
-
-def _check_verify(verify: str) -> Verify:
-    if verify not in VERIFY_LEVELS:
-        raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
-    return verify  # type: ignore[return-value]

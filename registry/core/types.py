@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -60,6 +61,40 @@ class RegistrySettings(msgspec.Struct, kw_only=True):
     version_objects: bool = False
     materializers: dict[str, str] = {}
     format: int = FORMAT_VERSION
+
+
+#: what a load checks: "none", "integrity" (sha256 of every file), "full"
+#: (also re-read remote metadata past the cache); see core.loading
+Verify = Literal["none", "integrity", "full"]
+VERIFY_LEVELS = ("none", "integrity", "full")
+DEFAULT_INLINE_LIMIT = 64 * 1024
+DEFAULT_CACHE_MAX_BYTES = 20 * 1024**3
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How one process uses a registry (the stored settings are ``mutable`` and
+    ``version_objects``: None means "as stored", or False for a new one)."""
+
+    mutable: bool | None = None
+    version_objects: bool | None = None
+    allow_pickle: bool = True
+    verify: Verify = "integrity"
+    inline_limit: int = DEFAULT_INLINE_LIMIT
+    use_cache: bool | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES
+    cache_max_entries: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.verify not in VERIFY_LEVELS:
+            raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {self.verify!r}")
+
+
+def check_verify(verify: str) -> Verify:
+    if verify not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {verify!r}")
+    return verify  # type: ignore[return-value]
 
 
 meta_encoder = msgspec.json.Encoder()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from registry.core.names import MAX_NAME_LENGTH, validate_name
 from registry.core.versions import LATEST, Version
-from registry.store_errors import StoreKeyFormatError
+from registry.store.errors import StoreKeyFormatError
 
 TEMP_MOUNT = "temp"
 KEY_FORMAT = (

@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from registry._async import AsyncRegistry
 from registry.backends.base import Backend
-from registry.core.registry import AsyncRegistry
-from registry.store_errors import (
+from registry.store.errors import (
     StoreConfigError,
 )
-from registry.store_keys import TEMP_MOUNT, validate_mount_name
+from registry.store.keys import TEMP_MOUNT, validate_mount_name
 
 #: backend kind -> (module, class); imported only when a mount uses it
 BACKEND_KINDS: dict[str, tuple[str, str]] = {

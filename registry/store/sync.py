@@ -8,14 +8,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
+from registry._async import AsyncRegistry
 from registry._runner import get_runner
 from registry._sync import Registry
-from registry.core.artifacts import Verify
-from registry.core.registry import AsyncRegistry, MaterializerArg, OnConflict
-from registry.core.types import BatchResult
-from registry.store import AsyncStore
-from registry.store_config import read_config_file, store_arguments
-from registry.store_keys import TEMP_MOUNT
+from registry.core.registry import MaterializerArg, OnConflict
+from registry.core.types import BatchResult, Verify
+from registry.store.config import read_config_file, store_arguments
+from registry.store.core import AsyncStore
+from registry.store.keys import TEMP_MOUNT
 
 
 def _unwrap(registry: Registry | AsyncRegistry) -> AsyncRegistry:

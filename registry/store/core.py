@@ -11,7 +11,8 @@ A key is ``[<mount>/]<name>[@<version>]``:
 
 Every store has a ``temp`` mount: a versioned local registry in a temporary
 folder that is removed by ``aclose()`` or when the store is garbage collected.
-The store uses only the public AsyncRegistry API, so every backend works.
+The store uses only the public AsyncRegistry API, so every backend works;
+which mount a key goes to is decided by the mount table (routing.py).
 """
 
 from __future__ import annotations
@@ -20,35 +21,41 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import anyio.to_thread
 
+from registry._async import AsyncRegistry
 from registry.backends.local import LocalBackend
-from registry.core.artifacts import Verify
+from registry.core.batches import per_item
 from registry.core.fanout import fanout
-from registry.core.registry import AsyncRegistry, MaterializerArg, OnConflict
-from registry.core.types import BatchResult
+from registry.core.registry import MaterializerArg, OnConflict
+from registry.core.types import BatchResult, Verify
 from registry.core.versions import LATEST
 from registry.exceptions import RegistryObjectNotFound
-from registry.store_config import read_config_file, store_arguments
-from registry.store_errors import (
-    StoreAmbiguousObjectError,
+from registry.store.config import read_config_file, store_arguments
+from registry.store.errors import (
     StoreKeyFormatError,
     StoreLocationNotFound,
     StoreReadOnlyError,
 )
-from registry.store_keys import (
+from registry.store.keys import (
     KEY_FORMAT,
     TEMP_MOUNT,
     StoreKey,
     parse_store_key,
     validate_mount_name,
     with_version,
+)
+from registry.store.routing import (
+    Mount,
+    MountTable,
+    Route,
+    Routed,
+    attempt,
+    unqualified_keys,
 )
 
 __all__ = ["AsyncStore"]
@@ -62,46 +69,6 @@ _PATH_MATERIALIZER = "registry.materializers.path.PathMaterializer"
 
 
 # -- helpers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Mount:
-    registry: AsyncRegistry
-    read_only: bool
-
-
-class _Route(NamedTuple):
-    """Where one key goes: the mount (name and registry) and the parsed key."""
-
-    mount: str
-    registry: AsyncRegistry
-    key: StoreKey
-
-
-Routed = _Route | BaseException
-GroupCall = Callable[[AsyncRegistry, list[int], list[StoreKey]], Awaitable[BatchResult[R]]]
-
-
-def _attempt(func: Callable[..., T], *args: Any) -> T | Exception:
-    """Run ``func``; return its exception instead of raising (batch items)."""
-    try:
-        return func(*args)
-    except Exception as exc:
-        return exc
-
-
-def _unqualified(parsed: list[StoreKey | Exception]) -> list[tuple[int, StoreKey]]:
-    """(index, key) of the keys that name no mount: those need a search."""
-    return [(i, p) for i, p in enumerate(parsed) if isinstance(p, StoreKey) and p.mount is None]
-
-
-def _per_item(value: Any, n: int, what: str) -> list[Any]:
-    """Broadcast a scalar batch argument, or check a list has one per key."""
-    if isinstance(value, list | tuple):
-        if len(value) != n:
-            raise ValueError(f"{what} has {len(value)} entries for {n} keys; give one per key")
-        return list(value)
-    return [value] * n
 
 
 def _tag(info: dict[str, Any], mount: str, one_version: bool) -> dict[str, Any]:
@@ -147,16 +114,13 @@ class AsyncStore:
         self._temp_dir = Path(tempfile.mkdtemp(prefix="registry-store-"))
         # The finalizer holds the path, not the store: gc removes the folder.
         self._finalizer = weakref.finalize(self, _remove_temp, self._temp_dir, os.getpid())
-        self._closed = False
-        self._moving: Counter[tuple[str, str, str]] = Counter()
         try:
             temp = AsyncRegistry(LocalBackend(self._temp_dir, fsync=False), version_objects=True)
-            self._mounts = {TEMP_MOUNT: _Mount(temp, read_only=False)}
-            self._default = TEMP_MOUNT
+            self._table = MountTable(temp)
             read_only = set(read_only)
             for name, registry in (mounts or {}).items():
                 self.add_mount(name, registry, read_only=name in read_only)
-            if unknown := read_only - set(self._mounts):
+            if unknown := read_only - set(self._table.mounts):
                 raise StoreLocationNotFound(f"read_only names unknown mounts: {sorted(unknown)}")
             self.set_default_mount(default_mount)
         except BaseException:
@@ -164,7 +128,9 @@ class AsyncStore:
             raise
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(mounts={self.list_mounts()}, default={self._default!r})"
+        return (
+            f"{type(self).__name__}(mounts={self.list_mounts()}, default={self._table.default!r})"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(
@@ -192,22 +158,24 @@ class AsyncStore:
 
     async def aclose(self) -> None:
         """Close every mounted registry and remove the temp mount's folder."""
-        if self._closed:
+        if self._table.closed:
             return
-        self._closed = True
+        self._table.closed = True
         try:
 
-            async def close(mount: _Mount) -> None:
+            async def close(mount: Mount) -> None:
                 await mount.registry.aclose()
 
-            closed = await fanout(close, list(self._mounts.values()), limit=len(self._mounts))
+            closed = await fanout(
+                close, list(self._table.mounts.values()), limit=len(self._table.mounts)
+            )
             closed.raise_first()
         finally:
             await anyio.to_thread.run_sync(self._finalizer)
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._table.closed
 
     @property
     def temp_dir(self) -> Path:
@@ -219,47 +187,47 @@ class AsyncStore:
     @property
     def default_mount(self) -> str:
         """The mount unqualified saves go to (always a mounted name)."""
-        return self._default
+        return self._table.default
 
     def list_mounts(self) -> list[str]:
         """Mounted names, ``temp`` first, then in the order they were added."""
-        return list(self._mounts)
+        return list(self._table.mounts)
 
     def get_mount(self, name: str) -> AsyncRegistry:
-        return self._mount(name).registry
+        return self._table.mount(name).registry
 
     def is_read_only(self, name: str) -> bool:
-        return self._mount(name).read_only
+        return self._table.mount(name).read_only
 
     def add_mount(self, name: str, registry: AsyncRegistry, read_only: bool = False) -> None:
         """Mount ``registry`` as ``name`` (letters, digits, '_' and '-')."""
-        self._check_open()
+        self._table.check_open()
         validate_mount_name(name)
         if not isinstance(registry, AsyncRegistry):
             raise TypeError(
                 f"add_mount needs an AsyncRegistry, got {type(registry).__name__} "
                 "(for a sync Registry pass registry.async_registry, or use Store)"
             )
-        if name in self._mounts:
+        if name in self._table.mounts:
             raise ValueError(f"mount {name!r} exists; remove_mount({name!r}) first")
-        self._mounts[name] = _Mount(registry, bool(read_only))
+        self._table.mounts[name] = Mount(registry, bool(read_only))
 
     def remove_mount(self, name: str) -> None:
         """Unmount ``name`` (the registry is not closed). ``temp`` stays."""
         if name == TEMP_MOUNT:
             raise ValueError("the temp mount cannot be removed")
-        self._mount(name)
-        del self._mounts[name]
-        if self._default == name:
-            self._default = TEMP_MOUNT
+        self._table.mount(name)
+        del self._table.mounts[name]
+        if self._table.default == name:
+            self._table.default = TEMP_MOUNT
 
     def set_default_mount(self, name: str) -> None:
         """Send unqualified saves to ``name`` (a writable mount)."""
-        if self._mount(name).read_only:
+        if self._table.mount(name).read_only:
             raise StoreReadOnlyError(
                 f"mount {name!r} is read-only and cannot be the default mount", mount=name
             )
-        self._default = name
+        self._table.default = name
 
     # -- save ------------------------------------------------------------------------
 
@@ -309,7 +277,7 @@ class AsyncStore:
             return await self._save_many(key, obj, metadata, materializer, on_conflict)
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError("metadata must be a dict for a single save (lists are for batches)")
-        route = self._write_route(key, "save")
+        route = self._table.write_route(key, "save")
         return await route.registry.save(
             route.key.name,
             obj,
@@ -329,8 +297,8 @@ class AsyncStore:
     ) -> BatchResult[str]:
         if not isinstance(objs, list | tuple) or len(objs) != len(keys):
             raise ValueError("a batch save needs a list of objects, one per key")
-        metas = _per_item(metadata, len(keys), "metadata")
-        routes: list[Routed] = [_attempt(self._write_route, k, "save") for k in keys]
+        metas = per_item(metadata, len(keys), "metadata", unit="keys")
+        routes: list[Routed] = [attempt(self._table.write_route, k, "save") for k in keys]
 
         async def call(reg: AsyncRegistry, idx: list[int], pks: list[StoreKey]) -> BatchResult[str]:
             return await reg.save(
@@ -342,7 +310,7 @@ class AsyncStore:
                 on_conflict=on_conflict,
             )
 
-        return await self._dispatch(routes, call)
+        return await self._table.dispatch(routes, call)
 
     # -- load ------------------------------------------------------------------------
 
@@ -377,8 +345,8 @@ class AsyncStore:
                 versions = [k.version or LATEST for k in pks]
                 return await reg.load([k.name for k in pks], version=versions, verify=verify)
 
-            return await self._dispatch(await self._read_routes(key), call)
-        route = await self._read_route(key)
+            return await self._table.dispatch(await self._table.read_routes(key), call)
+        route = await self._table.read_route(key)
         return await route.registry.load(
             route.key.name, version=route.key.version or LATEST, verify=verify
         )
@@ -402,8 +370,8 @@ class AsyncStore:
         key = with_version(key, version)
         if isinstance(key, list):
             routes = [
-                r if isinstance(r, BaseException) else _attempt(self._writable, r, "delete")
-                for r in await self._read_routes(key)
+                r if isinstance(r, BaseException) else attempt(self._table.writable, r, "delete")
+                for r in await self._table.read_routes(key)
             ]
 
             async def call(
@@ -413,8 +381,8 @@ class AsyncStore:
                 assert result is not None
                 return result
 
-            return await self._dispatch(routes, call)
-        route = self._writable(await self._read_route(key), "delete")
+            return await self._table.dispatch(routes, call)
+        route = self._table.writable(await self._table.read_route(key), "delete")
         await route.registry.delete(route.key.name, version=route.key.version)
         return None
 
@@ -429,26 +397,26 @@ class AsyncStore:
             return await self._has_many(key)
         parsed = parse_store_key(key)
         if parsed.mount is None:
-            (hits,) = await self._search([parsed], dict(self._mounts))
+            (hits,) = await self._table.search([parsed], dict(self._table.mounts))
             if isinstance(hits, BaseException):
                 raise hits
             return bool(hits)
-        registry = self._mount(parsed.mount).registry
+        registry = self._table.mount(parsed.mount).registry
         return bool(await registry.has_object(parsed.name, parsed.version or LATEST))
 
     async def _has_many(self, keys: list[str]) -> BatchResult[bool]:
-        parsed = [_attempt(parse_store_key, k) for k in keys]
-        unqualified = _unqualified(parsed)
+        parsed = [attempt(parse_store_key, k) for k in keys]
+        unqualified = unqualified_keys(parsed)
         qualified = [i for i in range(len(keys)) if i not in dict(unqualified)]
-        routes = [self._route_parsed(parsed[i]) for i in qualified]
+        routes = [self._table.route_parsed(parsed[i]) for i in qualified]
 
         async def call(reg: AsyncRegistry, _: list[int], pks: list[StoreKey]) -> BatchResult[bool]:
             found = await reg.has_object([k.name for k in pks], [k.version or LATEST for k in pks])
             assert isinstance(found, BatchResult)
             return found
 
-        direct = await self._dispatch(routes, call)
-        searched = await self._search([k for _, k in unqualified], dict(self._mounts))
+        direct = await self._table.dispatch(routes, call)
+        searched = await self._table.search([k for _, k in unqualified], dict(self._table.mounts))
         results: list[bool | None] = [None] * len(keys)
         errors: dict[int, BaseException] = {}
         for pos, i in enumerate(qualified):
@@ -486,7 +454,7 @@ class AsyncStore:
             return await self._info_all()
         key = with_version(key, version)
         if isinstance(key, list):
-            routes = await self._read_routes(key)
+            routes = await self._table.read_routes(key)
 
             async def call(
                 reg: AsyncRegistry, _: list[int], pks: list[StoreKey]
@@ -494,19 +462,19 @@ class AsyncStore:
                 versions: Any = [k.version for k in pks]
                 return await reg.info([k.name for k in pks], versions)
 
-            batch = await self._dispatch(routes, call)
+            batch = await self._table.dispatch(routes, call)
             for i, (route, found) in enumerate(zip(routes, batch.results, strict=True)):
-                if found is not None and isinstance(route, _Route):
+                if found is not None and isinstance(route, Route):
                     batch.results[i] = _tag(found, route.mount, route.key.version is not None)
             return batch
-        route = await self._read_route(key)
+        route = await self._table.read_route(key)
         found = await route.registry.info(route.key.name, route.key.version)
         return _tag(found, route.mount, route.key.version is not None)
 
     async def _info_all(self) -> dict[str, Any]:
-        mounts = list(self._mounts.items())
+        mounts = list(self._table.mounts.items())
 
-        async def one(item: tuple[str, _Mount]) -> dict[str, Any]:
+        async def one(item: tuple[str, Mount]) -> dict[str, Any]:
             return await item[1].registry.info()
 
         per_mount = await fanout(one, mounts, limit=len(mounts))
@@ -519,8 +487,8 @@ class AsyncStore:
 
     async def list_objects(self, mount: str | None = None) -> list[str]:
         """``"mount/name"`` of every object (or of one mount's), sorted."""
-        names = [mount] if mount is not None else list(self._mounts)
-        registries = [self._mount(n).registry for n in names]
+        names = [mount] if mount is not None else list(self._table.mounts)
+        registries = [self._table.mount(n).registry for n in names]
 
         async def one(registry: AsyncRegistry) -> list[str]:
             return await registry.list_objects()
@@ -533,7 +501,7 @@ class AsyncStore:
 
     async def list_versions(self, key: str) -> list[str]:
         """Live versions of the object at ``key`` (a key without '@version')."""
-        route = await self._read_route(key)
+        route = await self._table.read_route(key)
         if route.key.version is not None:
             raise StoreKeyFormatError(
                 f"list_versions takes a key without '@version', got {key!r}; {KEY_FORMAT}"
@@ -592,31 +560,31 @@ class AsyncStore:
 
     async def _transfer_one(self, src: str, dst: str, move: bool) -> str:
         action = "move" if move else "copy"
-        source = await self._read_route(src)
+        source = await self._table.read_route(src)
         if move:
-            self._writable(source, "move from")
-        target = self._write_route(dst, f"{action} to")
+            self._table.writable(source, "move from")
+        target = self._table.write_route(dst, f"{action} to")
         info = await source.registry.info(source.key.name, source.key.version or LATEST)
         version: str = info["version"]
         # Registered before the destination commits: from then on unqualified
-        # reads of this name prefer the destination (see _pick).
+        # reads of this name prefer the destination (see MountTable.pick).
         moving = (source.mount, target.mount, source.key.name)
         registered = move and source.key.name == target.key.name
         if registered:
-            self._moving[moving] += 1
+            self._table.moving[moving] += 1
         try:
             saved = await self._copy_version(source, target, version, info)
             if move:
                 await source.registry.delete(source.key.name, version=version)
         finally:
             if registered:
-                self._moving[moving] -= 1
-                if not self._moving[moving]:
-                    del self._moving[moving]
+                self._table.moving[moving] -= 1
+                if not self._table.moving[moving]:
+                    del self._table.moving[moving]
         return saved
 
     async def _copy_version(
-        self, source: _Route, target: _Route, version: str, info: dict[str, Any]
+        self, source: Route, target: Route, version: str, info: dict[str, Any]
     ) -> str:
         obj = await source.registry.load(source.key.name, version=version)
         try:
@@ -629,152 +597,3 @@ class AsyncStore:
             )
         finally:
             await anyio.to_thread.run_sync(_discard_loaded, obj, info["materializer"])
-
-    # -- routing ---------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this store is closed (its temp mount is gone)")
-
-    def _mount(self, name: str) -> _Mount:
-        self._check_open()
-        mount = self._mounts.get(name)
-        if mount is None:
-            raise StoreLocationNotFound(
-                f"no mount named {name!r} (mounted: {', '.join(self._mounts)}); {KEY_FORMAT}"
-            )
-        return mount
-
-    def _route(self, key: StoreKey) -> _Route:
-        name = key.mount or self._default
-        return _Route(name, self._mount(name).registry, key)
-
-    def _route_parsed(self, key: StoreKey | BaseException) -> Routed:
-        """Batch form of ``_route``: a parse error stays the item's error."""
-        return key if isinstance(key, BaseException) else _attempt(self._route, key)
-
-    def _writable(self, route: _Route, action: str) -> _Route:
-        if self._mount(route.mount).read_only:
-            raise StoreReadOnlyError(
-                f"mount {route.mount!r} is read-only: cannot {action} "
-                f"{str(replace(route.key, mount=route.mount))!r}",
-                mount=route.mount,
-            )
-        return route
-
-    def _write_route(self, key: str, action: str) -> _Route:
-        """Qualified keys go to their mount, unqualified ones to the default mount."""
-        return self._writable(self._route(parse_store_key(key)), action)
-
-    async def _read_route(self, key: str) -> _Route:
-        (route,) = await self._read_routes([key])
-        if isinstance(route, BaseException):
-            raise route
-        return route
-
-    async def _read_routes(self, keys: Sequence[str]) -> list[Routed]:
-        """Route reads: qualified keys to their mount, unqualified ones to the
-        one mount that holds them (all mounts are searched concurrently)."""
-        self._check_open()
-        mounts = dict(self._mounts)  # one view of the mounts for the whole call
-        parsed = [_attempt(parse_store_key, k) for k in keys]
-        unqualified = _unqualified(parsed)
-        searched = await self._search([k for _, k in unqualified], mounts)
-        hits_of = {i: hits for (i, _), hits in zip(unqualified, searched, strict=True)}
-        routes: list[Routed] = []
-        for i, key in enumerate(parsed):
-            if i not in hits_of:
-                routes.append(self._route_parsed(key))
-            elif isinstance(hits := hits_of[i], BaseException):
-                routes.append(hits)
-            else:
-                assert isinstance(key, StoreKey)
-                routes.append(_attempt(self._pick, key, hits, mounts))
-        return routes
-
-    async def _search(
-        self, keys: list[StoreKey], mounts: dict[str, _Mount]
-    ) -> list[list[str] | BaseException]:
-        """For each key, the mounts holding it, in mount order.
-
-        A mount that fails to answer fails the key (a hit there could make it
-        ambiguous), with a note naming that mount.
-        """
-        if not keys:
-            return []
-        names = [k.name for k in keys]
-        versions = [k.version or LATEST for k in keys]
-        order = list(mounts)
-
-        async def probe(mount: str) -> BatchResult[bool]:
-            found = await mounts[mount].registry.has_object(names, versions)
-            assert isinstance(found, BatchResult)
-            return found
-
-        probes = await fanout(probe, order, limit=len(order))
-        for j, error in probes.errors.items():
-            error.add_note(f"(while searching mount {order[j]!r})")
-        out: list[list[str] | BaseException] = []
-        for i in range(len(keys)):
-            hits: list[str] = []
-            failure: BaseException | None = None
-            for j, mount in enumerate(order):
-                batch = probes.results[j]
-                failure = probes.errors.get(j) or (batch.errors.get(i) if batch else None)
-                if failure is not None:
-                    break
-                if batch is not None and batch.results[i]:
-                    hits.append(mount)
-            out.append(failure if failure is not None else hits)
-        return out
-
-    def _pick(self, key: StoreKey, hits: list[str], mounts: dict[str, _Mount]) -> _Route:
-        """The one mount among ``hits``; not found or ambiguous otherwise."""
-        if len(hits) > 1:  # a move in flight: its source no longer counts
-            hits = [
-                m for m in hits if not any(self._moving[(m, d, key.name)] for d in hits if d != m)
-            ]
-        if not hits:
-            raise RegistryObjectNotFound(
-                f"no object {str(key)!r} in any mount (searched {', '.join(mounts)})"
-            )
-        if len(hits) > 1:
-            raise StoreAmbiguousObjectError(
-                f"{str(key)!r} exists in several mounts ({', '.join(hits)}); qualify the "
-                f"key with its mount, e.g. '{hits[0]}/{key}'",
-                mounts=hits,
-            )
-        return _Route(hits[0], mounts[hits[0]].registry, key)
-
-    async def _dispatch(self, routes: list[Routed], call: GroupCall[R]) -> BatchResult[R]:
-        """Run ``call`` once per mount with that mount's items, all mounts
-        concurrently, and put the results back in input order."""
-        results: list[R | None] = [None] * len(routes)
-        errors: dict[int, BaseException] = {}
-        skipped: list[int] = []
-        groups: dict[str, list[tuple[int, _Route]]] = {}
-        for i, route in enumerate(routes):
-            if isinstance(route, BaseException):
-                errors[i] = route
-            else:
-                groups.setdefault(route.mount, []).append((i, route))
-
-        async def run(members: list[tuple[int, _Route]]) -> BatchResult[R]:
-            registry = members[0][1].registry
-            return await call(registry, [i for i, _ in members], [r.key for _, r in members])
-
-        order = list(groups.values())
-        done = await fanout(run, order, limit=max(1, len(order)))
-        for j, members in enumerate(order):
-            batch, failure = done.results[j], done.errors.get(j)
-            batch_skipped = set(batch.skipped) if batch is not None else set()
-            for pos, (i, _) in enumerate(members):
-                if failure is not None:
-                    errors[i] = failure
-                elif batch is not None and pos in batch.errors:
-                    errors[i] = batch.errors[pos]
-                elif batch is not None:
-                    results[i] = batch.results[pos]
-                    if pos in batch_skipped:
-                        skipped.append(i)
-        return BatchResult(results, dict(sorted(errors.items())), sorted(skipped))

@@ -1,0 +1,30 @@
+"""The Store: several registries mounted under names, one API over them.
+
+- ``core.py``     AsyncStore: the operations (save, load, copy, move, ...)
+- ``routing.py``  the mount table: which registry a key goes to, batches
+                  split per mount, unqualified reads searched across mounts
+- ``keys.py``     ``[<mount>/]<name>[@<version>]`` and mount names
+- ``config.py``   stores from a mapping, TOML or JSON (``${VAR}`` expanded)
+- ``errors.py``   StoreKeyFormatError, StoreLocationNotFound, ...
+- ``sync.py``     Store: the sync facade, one line per method
+"""
+
+from registry.store.core import AsyncStore
+from registry.store.errors import (
+    StoreAmbiguousObjectError,
+    StoreConfigError,
+    StoreKeyFormatError,
+    StoreLocationNotFound,
+    StoreReadOnlyError,
+)
+from registry.store.sync import Store
+
+__all__ = [
+    "AsyncStore",
+    "Store",
+    "StoreAmbiguousObjectError",
+    "StoreConfigError",
+    "StoreKeyFormatError",
+    "StoreLocationNotFound",
+    "StoreReadOnlyError",
+]
