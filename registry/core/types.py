@@ -9,14 +9,20 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from registry.materializers.base import FileEntry
+
+__all__ = [
+    "VERIFY_LEVELS",
+    "BatchResult",
+    "FileEntry",
+    "ObjectMeta",
+    "RegistryOptions",
+    "RegistrySettings",
+    "Verify",
+    "check_verify",
+]
+
 FORMAT_VERSION = 1
-
-
-class FileEntry(msgspec.Struct, frozen=True):
-    """One artifact file as recorded at save time."""
-
-    size: int
-    sha256: str
 
 
 class ObjectMeta(msgspec.Struct, kw_only=True):
@@ -87,8 +93,7 @@ class RegistryOptions:
     cache_max_entries: int | None = None
 
     def __post_init__(self) -> None:
-        if self.verify not in VERIFY_LEVELS:
-            raise ValueError(f"verify must be one of {VERIFY_LEVELS}, got {self.verify!r}")
+        check_verify(self.verify)
 
 
 def check_verify(verify: str) -> Verify:

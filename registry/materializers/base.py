@@ -27,9 +27,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
 
-from registry.core.types import FileEntry
+import msgspec
 
 CHUNK = 8 * 1024 * 1024
+
+
+class FileEntry(msgspec.Struct, frozen=True):
+    """One artifact file as recorded at save time (in the version's metadata)."""
+
+    size: int
+    sha256: str
 
 
 class Unsupported(Exception):

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from registry.core.types import FileEntry
-from registry.materializers.base import BlobMaterializer, HashingWriter, Unsupported
+from registry.materializers.base import BlobMaterializer, FileEntry, HashingWriter, Unsupported
 
 
 def _numpy() -> Any:

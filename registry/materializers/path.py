@@ -14,8 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from registry.core.types import FileEntry
-from registry.materializers.base import Materializer, copy_file
+from registry.materializers.base import FileEntry, Materializer, copy_file
 
 
 class PathMaterializer(Materializer):
