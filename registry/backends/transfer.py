@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -61,6 +61,43 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+def pwrite_buffers(fd: int, buffers: Sequence[bytes], offset: int) -> None:
+    """Write ``buffers`` back to back at ``offset`` without joining them."""
+    if hasattr(os, "pwritev"):
+        views = [memoryview(b) for b in buffers if b]
+        while views:
+            written = os.pwritev(fd, views, offset)
+            offset += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+        return
+    for chunk in buffers:  # pragma: no cover - platforms without pwritev
+        pwrite_all(fd, chunk, offset)
+        offset += len(chunk)
+
+
+async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffered: int) -> int:
+    """Write a response body to ``fd`` from ``offset``, one worker-thread hop per
+    ``buffered`` bytes (memory stays bounded by it); returns the bytes written."""
+    start = offset
+    buffer: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        buffer.append(chunk)
+        held += len(chunk)
+        if held >= buffered:
+            await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+            offset += held
+            buffer, held = [], 0
+    if held:
+        await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+        offset += held
+    return offset - start
 
 
 def total_from_content_range(content_range: str | None, received: int) -> int:

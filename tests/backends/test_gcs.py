@@ -683,7 +683,7 @@ def test_error_classes() -> None:
 
 @pytest.mark.anyio
 async def test_list_paginates(gcs: GCSBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("registry.backends.gcs.LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr("registry.backends.gcs.backend.LIST_PAGE_SIZE", 2)
     keys = {f"pg/{i}" for i in range(5)} | {f"pg/sub{i}/x" for i in range(3)}
     for key in keys:
         await gcs.put(key, b"v")

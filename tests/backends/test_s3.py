@@ -33,6 +33,7 @@ from registry.backends.s3 import (
     S3Backend,
     S3BackendError,
 )
+from registry.backends.s3.uploads import part_size_for
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
@@ -210,10 +211,9 @@ async def test_failed_multipart_upload_is_aborted(s3_target: S3Target, tmp_path:
 
 
 def test_part_size_adapts_to_the_10000_part_limit() -> None:
-    backend = S3Backend("bucket", part_size=5 * MiB)
-    assert backend._part_size_for(20 * MiB) == 5 * MiB
+    assert part_size_for(20 * MiB, 5 * MiB) == 5 * MiB
     huge = 200 * 1024 * MiB  # 200 GiB would need 40,960 parts of 5 MiB
-    part = backend._part_size_for(huge)
+    part = part_size_for(huge, 5 * MiB)
     assert part % MiB == 0 and -(-huge // part) <= 10_000
     with pytest.raises(ValueError):
         S3Backend("bucket", part_size=MiB)  # S3's minimum part is 5 MiB
@@ -442,7 +442,7 @@ async def test_checksum_modes_work(s3_target: S3Target, checksums: str, tmp_path
 
 @pytest.mark.anyio
 async def test_delete_in_batches(s3_target: S3Target, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("registry.backends.s3.DELETE_BATCH", 3)
+    monkeypatch.setattr("registry.backends.s3.listing.DELETE_BATCH", 3)
     backend = s3_target.backend()
     try:
         keys = [f"del/{i:02d}" for i in range(8)]
