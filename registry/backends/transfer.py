@@ -55,6 +55,18 @@ def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exceptio
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def file_body(
+    fd: int, offset: int, length: int, shrank: Callable[[], Exception], piece: int = 1 << 20
+) -> AsyncIterator[bytes]:
+    """Bytes [offset, offset+length) of an open file, read ``piece`` by ``piece``
+    in a worker thread: a request body that never holds more than one piece."""
+    end = offset + length
+    while offset < end:
+        size = min(piece, end - offset)
+        yield await anyio.to_thread.run_sync(pread_exact, fd, size, offset, shrank)
+        offset += size
+
+
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:

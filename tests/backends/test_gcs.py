@@ -41,6 +41,7 @@ from registry.backends.gcs import (
     GCSEndpointUnreachable,
     GCSRegistryBackend,
 )
+from registry.backends.gcs.downloads import stat
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
@@ -683,7 +684,7 @@ def test_error_classes() -> None:
 
 @pytest.mark.anyio
 async def test_list_paginates(gcs: GCSBackend, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("registry.backends.gcs.backend.LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr("registry.backends.gcs.listing.LIST_PAGE_SIZE", 2)
     keys = {f"pg/{i}" for i in range(5)} | {f"pg/sub{i}/x" for i in range(3)}
     for key in keys:
         await gcs.put(key, b"v")
@@ -843,7 +844,7 @@ async def test_ambiguous_create_that_landed_is_a_success(gcs: GCSBackend) -> Non
     head = await gcs.head("amb/key")
     assert head is not None and head.etag == info.etag
     md5 = base64.b64encode(hashlib.md5(b"mine").digest()).decode()
-    assert (await gcs._stat("amb/key") or {}).get("md5Hash") == md5
+    assert (await stat(await gcs._connection(), "amb/key") or {}).get("md5Hash") == md5
     # and someone else's value is still a lost race
     with pytest.raises(PreconditionFailed):
         await gcs.put("amb/key", b"other", mode="create")

@@ -171,27 +171,27 @@ class S3Bucket:
         size: int | Callable[[T], int] | None = None,
     ) -> T:
         """``attempt`` (which takes the limiter itself) through ``calls.request``."""
-
-        def translated(exc: Exception) -> BackendError:
-            return translate(
-                exc,
-                operation,
-                key,
-                bucket=self.bucket,
-                where=self.where,
-                attempts=self.policy.max_attempts,
-            )
-
         return await request(
             attempt,
             operation=operation,
             key=key,
             policy=self.policy,
             classify=is_transient,
-            translate=translated,
+            translate=lambda exc: self.translate(exc, operation, key),
             logger=logger,
             on_retry=on_retry,
             size=size,
+        )
+
+    def translate(self, exc: Exception, operation: str, key: str | None) -> BackendError:
+        """The registry exception for a request on this bucket that failed for good."""
+        return translate(
+            exc,
+            operation,
+            key,
+            bucket=self.bucket,
+            where=self.where,
+            attempts=self.policy.max_attempts,
         )
 
     async def close(self) -> None:
