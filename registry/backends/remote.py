@@ -1,36 +1,36 @@
 """What the bucket stores (S3, GCS) share: where the keys live, and one
-connection per event loop.
+connection per event loop through which every request goes.
 
 A remote backend is a bucket plus a key prefix, named by a
-``<scheme>://bucket/prefix`` uri. Its connection (client, HTTP pool) is opened
-on first use on the running loop, under a lock, and a failed open is reported
-to every task that waited for it instead of being repeated by each of them.
-``aclose`` closes the connection on the loop that owns it.
+``<scheme>://bucket/prefix`` uri. Its connection (a :class:`BucketClient`:
+client, HTTP pool) is opened on first use on the running loop, under a lock,
+and a failed open is reported to every task that waited for it instead of
+being repeated by each of them. ``aclose`` closes the connection on the loop
+that owns it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from abc import abstractmethod
-from typing import Any, Generic, Protocol, TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend
+from registry.backends.calls import request
 from registry.backends.retry import policy_for
 from registry.backends.transfer import check_key
+from registry.exceptions import BackendError
 
-__all__ = ["Connection", "RemoteBackend", "endpoint_url", "parse_location"]
+__all__ = ["BucketClient", "RemoteBackend", "endpoint_url", "parse_location"]
 
-
-class Connection(Protocol):
-    """One loop's open connection to a bucket."""
-
-    async def close(self) -> None: ...
-
-
-C = TypeVar("C", bound=Connection)
+T = TypeVar("T")
+#: (exception, operation, key or None, conditional write?, where) -> what to raise
+Translate = Callable[[Exception, str, "str | None", bool, "BucketClient"], BackendError]
 
 
 def parse_location(
@@ -73,6 +73,73 @@ def endpoint_url(endpoint: str, default_scheme: str) -> str:
     if urlsplit(endpoint).scheme not in ("http", "https"):
         raise ValueError(f"endpoint must be http(s)://host:port or host:port, got {endpoint!r}")
     return endpoint
+
+
+class BucketClient(ABC):
+    """One loop's open connection to the bucket of a backend, and how a request
+    on it is sent: under the limiter (taken by each attempt), retried when
+    ``classify`` says transient, its failure translated by ``translate``,
+    logged on ``logger`` (the backend's)."""
+
+    def __init__(
+        self,
+        backend: RemoteBackend[Any],
+        *,
+        where: str,
+        logger: logging.Logger,
+        classify: Callable[[BaseException], bool],
+        translate: Translate,
+    ) -> None:
+        self.bucket = backend.bucket
+        self.root = backend._root
+        self.where = where  # the endpoint, for messages
+        self.policy = backend.retry_policy
+        self.limiter = backend.limiter
+        self.concurrency = backend.concurrency
+        self.logger = logger
+        self.is_transient = classify
+        self._translate = translate
+
+    def full(self, key: str) -> str:
+        """The object name of ``key`` (checked) in the bucket."""
+        check_key(key)
+        return self.root + key
+
+    def translate(
+        self, exc: Exception, operation: str, key: str | None, conditional: bool = False
+    ) -> BackendError:
+        """The registry exception for a request that failed for good."""
+        return self._translate(exc, operation, key, conditional, self)
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+
+    async def retrying(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        operation: str,
+        key: str | None,
+        *,
+        on_retry: Callable[[BaseException, int], None] | None = None,
+        conditional: bool = False,
+        size: int | Callable[[T], int] | None = None,
+    ) -> T:
+        """``attempt`` (which takes the limiter itself) through ``calls.request``."""
+        return await request(
+            attempt,
+            operation=operation,
+            key=key,
+            policy=self.policy,
+            classify=self.is_transient,
+            translate=lambda exc: self.translate(exc, operation, key, conditional),
+            logger=self.logger,
+            on_retry=on_retry,
+            size=size,
+        )
+
+
+C = TypeVar("C", bound=BucketClient)
 
 
 class RemoteBackend(Backend, Generic[C]):

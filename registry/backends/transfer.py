@@ -1,5 +1,6 @@
 """Helpers the remote backends share: key checks, positional file I/O,
-concurrent jobs, and ranged downloads into a file with bounded memory."""
+request bodies streamed from files, concurrent jobs, and ranged downloads
+into a file with bounded memory."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -14,6 +16,8 @@ import anyio.to_thread
 from registry.backends.base import FileInfo
 
 DOWNLOAD_ATTEMPTS = 3  # restarts when the object changes mid-download
+MAX_RANGES_IN_FLIGHT = 8  # per download: memory is this x the write buffer
+R = TypeVar("R")
 
 
 class Signal(Exception):
@@ -143,14 +147,51 @@ async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
         raise failure
 
 
-async def download_to_file(
+async def ranged_download(
     dest: Path,
-    download: Callable[[int], Awaitable[FileInfo]],
-    gave_up: Callable[[], Exception],
+    key: str,
+    span: int,
+    concurrency: int,
+    get_range: Callable[[int, int, int | None, str | None], Awaitable[tuple[R, int]]],
+    identify: Callable[[R, int], Awaitable[tuple[str | None, FileInfo]]],
+    error: Callable[[str], Exception],
 ) -> FileInfo:
-    """Open ``dest``, run ``download(fd)``, and start again (truncated) when
-    the object changed mid-way; a failed download leaves no partial file."""
-    fd = await anyio.to_thread.run_sync(os.open, dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """Download ``key`` into the file ``dest`` with bounded memory: a first range
+    of ``span`` bytes (without a range if the object is empty), then the rest in
+    ``span``-sized ranges, a few at a time (at most ``concurrency``), all of the
+    version the first range saw. An object replaced mid-way restarts the download (truncated); a
+    failed download leaves no partial file.
+
+    ``get_range(fd, start, length, pin)`` writes bytes [start, start+length)
+    (everything when ``length`` is None) at their offset in ``fd`` and returns
+    its response and the bytes written; it raises ``EmptyObject`` for a range
+    of an empty object and ``ChangedWhileReading`` when the object is no longer
+    the version ``pin``. ``identify(first, received)`` gives the version to pin
+    (None: do not pin) and the object's ``FileInfo``, whose size is the total.
+    ``error(message)`` makes the backend's exception.
+    """
+
+    async def download(fd: int) -> FileInfo:
+        try:
+            first, received = await get_range(fd, 0, span, None)
+        except EmptyObject:
+            first, received = await get_range(fd, 0, None, None)
+        pin, info = await identify(first, received)
+        starts = range(received, info.size, span)
+        pending = iter(starts)
+
+        async def worker() -> None:
+            for start in pending:
+                length = min(span, info.size - start)
+                _, got = await get_range(fd, start, length, pin)
+                if got != length:
+                    raise error(f"{key}: short ranged read at {start} ({got} of {length})")
+
+        await run_all([worker] * max(1, min(MAX_RANGES_IN_FLIGHT, concurrency, len(starts))))
+        return info
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = await anyio.to_thread.run_sync(os.open, dest, flags, 0o644)
     try:
         for _ in range(DOWNLOAD_ATTEMPTS):
             try:
@@ -160,7 +201,7 @@ async def download_to_file(
                 continue
             break
         else:
-            raise gave_up()
+            raise error(f"{key} kept changing while it was being downloaded")
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -168,25 +209,3 @@ async def download_to_file(
         raise
     os.close(fd)
     return info
-
-
-async def fetch_remaining(
-    total: int,
-    received: int,
-    span: int,
-    in_flight: int,
-    get_range: Callable[[int, int], Awaitable[int]],
-    short_read: Callable[[int, int, int], Exception],
-) -> None:
-    """GET bytes ``[received, total)`` in ``span``-sized ranges, ``in_flight``
-    at a time; ``get_range(start, length)`` returns the bytes it wrote."""
-    ranges = [(start, min(span, total - start)) for start in range(received, total, span)]
-    pending = iter(ranges)
-
-    async def worker() -> None:
-        for start, length in pending:
-            got = await get_range(start, length)
-            if got != length:
-                raise short_read(start, got, length)
-
-    await run_all([worker] * max(1, min(in_flight, len(ranges))))

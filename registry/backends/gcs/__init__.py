@@ -26,7 +26,6 @@ from registry.backends.gcs.backend import (
     GCSBackend,
     GCSRegistryBackend,
 )
-from registry.backends.gcs.downloads import MAX_RANGES_IN_FLIGHT
 from registry.backends.gcs.errors import (
     GCSAccessDenied,
     GCSBackendError,
@@ -34,6 +33,7 @@ from registry.backends.gcs.errors import (
     GCSEndpointUnreachable,
 )
 from registry.backends.gcs.listing import LIST_PAGE_SIZE
+from registry.backends.transfer import MAX_RANGES_IN_FLIGHT
 
 __all__ = [
     "CHUNK_QUANTUM",

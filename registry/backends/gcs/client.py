@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
 
-from registry.backends.calls import request
 from registry.backends.gcs.auth import Anonymous, TokenSource, token_source
 from registry.backends.gcs.errors import (
     GCSBackendError,
@@ -34,80 +33,46 @@ from registry.backends.gcs.errors import (
     is_transient,
     translate,
 )
-from registry.backends.retry import RetryPolicy
-from registry.backends.transfer import check_key
-from registry.exceptions import BackendError
+from registry.backends.remote import BucketClient
 
 if TYPE_CHECKING:
     from registry.backends.gcs.backend import GCSBackend
 
 logger = logging.getLogger("registry.backends.gcs")
-T = TypeVar("T")
 _INSTALL_HINT = "pip install 'versioned-registry[gcs]'"
 
 
-def _aiohttp() -> Any:
+def _imports() -> tuple[Any, Any]:
+    """aiohttp and gcloud-aio's ``Storage``, imported on first use."""
     try:
         import aiohttp
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(f"the GCS backend needs gcloud-aio-storage: {_INSTALL_HINT}") from exc
-    return aiohttp
-
-
-def _storage_class() -> Any:
-    try:
         from gcloud.aio.storage import Storage
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"the GCS backend needs gcloud-aio-storage: {_INSTALL_HINT}") from exc
-    return Storage
+    return aiohttp, Storage
 
 
-def client_timeout(connect_timeout: float, read_timeout: float) -> Any:
-    """Per-request timeouts: connect and each read are bounded, a whole
-    transfer is not (a large object takes as long as it takes)."""
-    return _aiohttp().ClientTimeout(
-        total=None, sock_connect=connect_timeout, sock_read=read_timeout
-    )
-
-
-class GCSBucket:
-    """One loop's session and Storage client on the backend's bucket, and how
-    requests are sent."""
+class GCSBucket(BucketClient):
+    """One loop's aiohttp session and gcloud-aio ``Storage`` on the backend's bucket."""
 
     def __init__(
-        self,
-        storage: Any,
-        session: Any,
-        token: TokenSource,
-        *,
-        api_root: str,
-        bucket: str,
-        root: str,
-        where: str,
-        policy: RetryPolicy,
-        limiter: anyio.CapacityLimiter,
-        concurrency: int,
-        timeout: Any,
+        self, storage: Any, session: Any, token: TokenSource, timeout: Any, backend: GCSBackend
     ) -> None:
+        super().__init__(
+            backend,
+            where=backend.endpoint or "Google Cloud Storage",
+            logger=logger,
+            classify=is_transient,
+            translate=translate,
+        )
         self.storage = storage
         self.session = session
         # gcloud-aio's wrapper of the session: raises on error statuses, as its
         # own calls do, so requests made here are retried and translated alike
         self.http = storage.session
         self.token = token
-        self.api_root = api_root
-        self.bucket = bucket
-        self.root = root
-        self.where = where
-        self.policy = policy
-        self.limiter = limiter
-        self.concurrency = concurrency
         self.timeout = timeout
-
-    def full(self, key: str) -> str:
-        """The object name of ``key`` (checked) in the bucket."""
-        check_key(key)
-        return self.root + key
+        self.api_root = backend.api_root
 
     def object_url(self, name: str, *, upload: bool = False) -> str:
         bucket = quote(self.bucket, safe="")
@@ -128,8 +93,8 @@ class GCSBucket:
         size: Callable[[Any], int] | None = None,
         **kwargs: Any,
     ) -> Any:
-        """One gcloud-aio call under the limiter, retried when transient, errors
-        translated. (``key`` None: a 404 can only mean the bucket is gone.)"""
+        """One gcloud-aio call (a ``Storage`` method and its arguments).
+        (``key`` None: a 404 can only mean the bucket is gone.)"""
 
         async def attempt() -> Any:
             headers = await self.auth_headers()
@@ -137,43 +102,6 @@ class GCSBucket:
                 return await method(*args, headers=headers, timeout=self.timeout, **kwargs)
 
         return await self.retrying(attempt, operation, key, size=size)
-
-    async def retrying(
-        self,
-        attempt: Callable[[], Awaitable[T]],
-        operation: str,
-        key: str | None,
-        *,
-        on_retry: Callable[[BaseException, int], None] | None = None,
-        conditional: bool = False,
-        size: int | Callable[[T], int] | None = None,
-    ) -> T:
-        """``attempt`` (which takes the limiter itself) through ``calls.request``."""
-        return await request(
-            attempt,
-            operation=operation,
-            key=key,
-            policy=self.policy,
-            classify=is_transient,
-            translate=lambda exc: self.translate(exc, operation, key, conditional),
-            logger=logger,
-            on_retry=on_retry,
-            size=size,
-        )
-
-    def translate(
-        self, exc: Exception, operation: str, key: str | None, conditional: bool = False
-    ) -> BackendError:
-        """The registry exception for a request on this bucket that failed for good."""
-        return translate(
-            exc,
-            operation,
-            key,
-            conditional=conditional,
-            bucket=self.bucket,
-            where=self.where,
-            attempts=self.policy.max_attempts,
-        )
 
     async def close(self) -> None:
         await self.token.close()
@@ -185,9 +113,12 @@ async def open_bucket(backend: GCSBackend) -> GCSBucket:
     created if asked)."""
     session: Any = None
     try:
-        aiohttp = _aiohttp()
-        storage_cls = _storage_class()
-        timeout = client_timeout(backend.connect_timeout, backend.read_timeout)
+        aiohttp, storage_cls = _imports()
+        # connect and each read are bounded, a whole transfer is not (a large
+        # object takes as long as it takes)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=backend.connect_timeout, sock_read=backend.read_timeout
+        )
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=backend.concurrency), timeout=timeout
         )
@@ -200,19 +131,7 @@ async def open_bucket(backend: GCSBackend) -> GCSBucket:
             timeout=max(1, int(backend.connect_timeout + backend.read_timeout)),
         )
         storage = storage_cls(session=session, token=Anonymous(), api_root=backend.api_root)
-        bucket = GCSBucket(
-            storage,
-            session,
-            token,
-            api_root=backend.api_root,
-            bucket=backend.bucket,
-            root=backend._root,
-            where=backend.endpoint or "Google Cloud Storage",
-            policy=backend.retry_policy,
-            limiter=backend.limiter,
-            concurrency=backend.concurrency,
-            timeout=timeout,
-        )
+        bucket = GCSBucket(storage, session, token, timeout, backend)
         try:
             await _probe(bucket)
         except GCSBucketNotFound:

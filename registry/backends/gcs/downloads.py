@@ -20,15 +20,13 @@ from registry.backends.gcs.objects import file_info, parse_time
 from registry.backends.transfer import (
     ChangedWhileReading,
     EmptyObject,
-    download_to_file,
-    fetch_remaining,
+    ranged_download,
     total_from_content_range,
     write_chunks,
 )
 from registry.exceptions import ObjectNotFound
 
 MiB = 1024 * 1024
-MAX_RANGES_IN_FLIGHT = 8
 _READ_CHUNK = 1 * MiB
 _WRITE_BUFFER = 1 * MiB  # per range in flight: what get_file holds in memory
 
@@ -59,44 +57,29 @@ async def head(bucket: GCSBucket, key: str) -> FileInfo | None:
 
 
 async def get_file(bucket: GCSBucket, key: str, dest: Path, span: int) -> FileInfo:
-    """``key`` into ``dest`` in ranges of ``span`` bytes, a few in flight."""
+    """``key`` into ``dest`` in ranges of ``span`` bytes of one generation."""
     name = bucket.full(key)
 
-    def gave_up() -> Exception:
-        return GCSBackendError(f"{key} kept changing while it was being downloaded")
+    async def get_range(
+        fd: int, start: int, length: int | None, generation: str | None
+    ) -> tuple[Mapping[str, str], int]:
+        return await _get_range(bucket, key, name, fd, start, length, generation)
 
-    return await download_to_file(dest, lambda fd: _download(bucket, key, name, fd, span), gave_up)
-
-
-async def _download(bucket: GCSBucket, key: str, name: str, fd: int, span: int) -> FileInfo:
-    try:
-        headers, received = await _get_range(bucket, key, name, fd, 0, span, None)
-    except EmptyObject:
-        headers, received = await _get_range(bucket, key, name, fd, 0, None, None)
-    total = total_from_content_range(headers.get("Content-Range"), received)
-    generation = headers.get("X-Goog-Generation")
-    if generation:
-        info = FileInfo(
-            key=key,
-            size=total,
-            etag=generation,
-            mtime=parse_time(headers.get("Last-Modified")),
-        )
-    else:  # a server that does not say: ask (and do not pin the ranges)
+    async def identify(headers: Mapping[str, str], received: int) -> tuple[str | None, FileInfo]:
+        total = total_from_content_range(headers.get("Content-Range"), received)
+        generation = headers.get("X-Goog-Generation")
+        if generation:
+            mtime = parse_time(headers.get("Last-Modified"))
+            return generation, FileInfo(key=key, size=total, etag=generation, mtime=mtime)
+        # a server that does not say: ask (and do not pin the ranges)
         resource = await stat(bucket, key)
         if resource is None:
             raise ObjectNotFound(key)
-        info = file_info(key, resource, size=total)
+        return None, file_info(key, resource, size=total)
 
-    async def get_range(start: int, length: int) -> int:
-        return (await _get_range(bucket, key, name, fd, start, length, generation))[1]
-
-    def short_read(start: int, got: int, length: int) -> Exception:
-        return GCSBackendError(f"{key}: short ranged read at {start} ({got} of {length})")
-
-    in_flight = min(MAX_RANGES_IN_FLIGHT, bucket.concurrency)
-    await fetch_remaining(total, received, span, in_flight, get_range, short_read)
-    return info
+    return await ranged_download(
+        dest, key, span, bucket.concurrency, get_range, identify, GCSBackendError
+    )
 
 
 async def _get_range(

@@ -8,9 +8,13 @@ only be aiohttp's once the backend has imported it.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from registry.backends.transfer import Signal
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+
+if TYPE_CHECKING:
+    from registry.backends.remote import BucketClient
 
 __all__ = [
     "GCSAccessDenied",
@@ -90,18 +94,12 @@ def _is_bucket_missing(exc: BaseException) -> bool:
 
 
 def translate(
-    exc: Exception,
-    operation: str,
-    key: str | None,
-    *,
-    conditional: bool,
-    bucket: str,
-    where: str,
-    attempts: int,
+    exc: Exception, operation: str, key: str | None, conditional: bool, on: BucketClient
 ) -> BackendError:
-    """The registry exception for a request that failed for good. A 404 on a
-    conditional write means the object to compare with is gone; on a call
-    without a key it can only mean the bucket is."""
+    """The registry exception for a request on ``on`` that failed for good. A
+    404 on a conditional write means the object to compare with is gone; on a
+    call without a key it can only mean the bucket is."""
+    bucket, where, attempts = on.bucket, on.where, on.policy.max_attempts
     what = f"{operation} of {key!r}" if key is not None else operation
     place = f"bucket {bucket!r} at {where}"
     status = http_status(exc)

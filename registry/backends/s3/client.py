@@ -1,5 +1,5 @@
 """The S3 client of one event loop: built lazily, credentials and all, the
-bucket checked once, every request sent through :meth:`S3Bucket.call`.
+bucket checked once, every request sent through :meth:`S3Bucket.call` (or ``retrying``).
 
 The client is aiobotocore's (the engine of aioboto3, which the ``s3`` extra
 installs); nothing of boto is imported until the first request. Credentials
@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from registry.backends.calls import request
-from registry.backends.retry import RetryPolicy
+from registry.backends.remote import BucketClient
 from registry.backends.s3.errors import (
     BucketNotFound,
     S3BackendError,
@@ -36,14 +35,11 @@ from registry.backends.s3.errors import (
     is_transient,
     translate,
 )
-from registry.backends.transfer import check_key
-from registry.exceptions import BackendError
 
 if TYPE_CHECKING:
     from registry.backends.s3.backend import S3Backend
 
 logger = logging.getLogger("registry.backends.s3")
-T = TypeVar("T")
 _INSTALL_HINT = "pip install 'versioned-registry[s3]'"
 # Stores whose delimited listings come from a real directory tree, where a
 # folder emptied by deletes stays listed until a background sweep removes it
@@ -110,35 +106,20 @@ def new_client(backend: S3Backend) -> Any:
     )
 
 
-class S3Bucket:
-    """One loop's open client on the backend's bucket, and how requests are sent."""
+class S3Bucket(BucketClient):
+    """One loop's open aiobotocore client on the backend's bucket."""
 
-    def __init__(
-        self,
-        client: Any,
-        stack: contextlib.AsyncExitStack,
-        *,
-        bucket: str,
-        root: str,
-        where: str,
-        policy: RetryPolicy,
-        limiter: anyio.CapacityLimiter,
-        concurrency: int,
-    ) -> None:
+    def __init__(self, client: Any, stack: contextlib.AsyncExitStack, backend: S3Backend) -> None:
+        super().__init__(
+            backend,
+            where=backend.endpoint_url or "AWS S3",
+            logger=logger,
+            classify=is_transient,
+            translate=translate,
+        )
         self.client = client
-        self.bucket = bucket
-        self.root = root
-        self.where = where
-        self.policy = policy
-        self.limiter = limiter
-        self.concurrency = concurrency
         self.verify_folders = False
         self._stack = stack
-
-    def full(self, key: str) -> str:
-        """The object name of ``key`` (checked) in the bucket."""
-        check_key(key)
-        return self.root + key
 
     async def call(
         self,
@@ -146,9 +127,10 @@ class S3Bucket:
         key: str | None,
         *,
         on_retry: Callable[[BaseException, int], None] | None = None,
+        conditional: bool = False,
         **params: Any,
     ) -> dict[str, Any]:
-        """One S3 request under the limiter, retried when transient, errors translated."""
+        """One S3 request (a client method and its parameters, bucket added)."""
         method = getattr(self.client, operation)
         params["Bucket"] = self.bucket
 
@@ -159,39 +141,8 @@ class S3Bucket:
 
         body = params.get("Body")
         size = len(body) if isinstance(body, bytes) else None
-        return await self.retrying(attempt, operation, key, on_retry=on_retry, size=size)
-
-    async def retrying(
-        self,
-        attempt: Callable[[], Awaitable[T]],
-        operation: str,
-        key: str | None,
-        *,
-        on_retry: Callable[[BaseException, int], None] | None = None,
-        size: int | Callable[[T], int] | None = None,
-    ) -> T:
-        """``attempt`` (which takes the limiter itself) through ``calls.request``."""
-        return await request(
-            attempt,
-            operation=operation,
-            key=key,
-            policy=self.policy,
-            classify=is_transient,
-            translate=lambda exc: self.translate(exc, operation, key),
-            logger=logger,
-            on_retry=on_retry,
-            size=size,
-        )
-
-    def translate(self, exc: Exception, operation: str, key: str | None) -> BackendError:
-        """The registry exception for a request on this bucket that failed for good."""
-        return translate(
-            exc,
-            operation,
-            key,
-            bucket=self.bucket,
-            where=self.where,
-            attempts=self.policy.max_attempts,
+        return await self.retrying(
+            attempt, operation, key, on_retry=on_retry, conditional=conditional, size=size
         )
 
     async def close(self) -> None:
@@ -203,16 +154,7 @@ async def open_bucket(backend: S3Backend) -> S3Bucket:
     stack = contextlib.AsyncExitStack()
     try:
         client = await stack.enter_async_context(new_client(backend))
-        bucket = S3Bucket(
-            client,
-            stack,
-            bucket=backend.bucket,
-            root=backend._root,
-            where=backend.endpoint_url or "AWS S3",
-            policy=backend.retry_policy,
-            limiter=backend.limiter,
-            concurrency=backend.concurrency,
-        )
+        bucket = S3Bucket(client, stack, backend)
         probe = await _check_bucket(bucket, backend.create_bucket, backend.region)
     except BaseException:
         with anyio.CancelScope(shield=True):
@@ -231,7 +173,7 @@ async def _check_bucket(bucket: S3Bucket, create: bool, region: str | None) -> d
     """One cheap request proving bucket, credentials and endpoint; creates the
     bucket when asked to. Returns the listing's response."""
     try:
-        return await bucket.call("list_objects_v2", None, Prefix=bucket.root, MaxKeys=1)
+        return await _probe(bucket)
     except BucketNotFound:
         if not create:
             raise
@@ -245,4 +187,8 @@ async def _check_bucket(bucket: S3Bucket, create: bool, region: str | None) -> d
         info = client_error_info(exc.__cause__) if exc.__cause__ else None
         if info is None or info[1] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
+    return await _probe(bucket)  # confirm, as a plain first use does
+
+
+async def _probe(bucket: S3Bucket) -> dict[str, Any]:
     return await bucket.call("list_objects_v2", None, Prefix=bucket.root, MaxKeys=1)

@@ -11,13 +11,11 @@ from typing import Any
 from registry.backends.base import FileInfo
 from registry.backends.s3.client import S3Bucket
 from registry.backends.s3.errors import S3BackendError, client_error_info
-from registry.backends.s3.objects import file_info, quote_etag, strip_etag
-from registry.backends.s3.uploads import MAX_PARTS_IN_FLIGHT  # ranges in flight, as parts
+from registry.backends.s3.objects import file_info, quote_etag
 from registry.backends.transfer import (
     ChangedWhileReading,
     EmptyObject,
-    download_to_file,
-    fetch_remaining,
+    ranged_download,
     total_from_content_range,
     write_chunks,
 )
@@ -55,32 +53,22 @@ async def head(bucket: S3Bucket, key: str) -> FileInfo | None:
 
 
 async def get_file(bucket: S3Bucket, key: str, dest: Path, span: int) -> FileInfo:
-    """``key`` into ``dest`` in ranges of ``span`` bytes, a few in flight."""
+    """``key`` into ``dest`` in ranges of ``span`` bytes pinned to one ETag."""
     full = bucket.full(key)
 
-    def gave_up() -> Exception:
-        return S3BackendError(f"{key} kept changing while it was being downloaded")
+    async def get_range(
+        fd: int, start: int, length: int | None, etag: str | None
+    ) -> tuple[dict[str, Any], int]:
+        return await _get_range(bucket, key, full, fd, start, length, etag)
 
-    return await download_to_file(dest, lambda fd: _download(bucket, key, full, fd, span), gave_up)
+    async def identify(first: dict[str, Any], received: int) -> tuple[str, FileInfo]:
+        total = total_from_content_range(first.get("ContentRange"), received)
+        info = file_info(key, first, size=total)
+        return info.etag, info
 
-
-async def _download(bucket: S3Bucket, key: str, full: str, fd: int, span: int) -> FileInfo:
-    try:
-        first, received = await _get_range(bucket, key, full, fd, 0, span, None)
-    except EmptyObject:
-        first, received = await _get_range(bucket, key, full, fd, 0, None, None)
-    total = total_from_content_range(first.get("ContentRange"), received)
-    etag = strip_etag(str(first.get("ETag", "")))
-
-    async def get_range(start: int, length: int) -> int:
-        return (await _get_range(bucket, key, full, fd, start, length, etag))[1]
-
-    def short_read(start: int, got: int, length: int) -> Exception:
-        return S3BackendError(f"{key}: short ranged read at {start} ({got} of {length})")
-
-    in_flight = min(MAX_PARTS_IN_FLIGHT, bucket.concurrency)
-    await fetch_remaining(total, received, span, in_flight, get_range, short_read)
-    return file_info(key, first, size=total)
+    return await ranged_download(
+        dest, key, span, bucket.concurrency, get_range, identify, S3BackendError
+    )
 
 
 async def _get_range(

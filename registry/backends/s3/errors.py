@@ -3,9 +3,12 @@ final failure becomes (with a message that says what to check)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
+
+if TYPE_CHECKING:
+    from registry.backends.remote import BucketClient
 
 __all__ = [
     "BucketNotFound",
@@ -123,9 +126,11 @@ def may_have_landed(exc: BaseException) -> bool:
 
 
 def translate(
-    exc: Exception, operation: str, key: str | None, *, bucket: str, where: str, attempts: int
+    exc: Exception, operation: str, key: str | None, conditional: bool, on: BucketClient
 ) -> BackendError:
-    """The registry exception for a request that failed for good."""
+    """The registry exception for a request on ``on`` that failed for good. A
+    404 on a conditional write means there is nothing to compare with."""
+    bucket, where, attempts = on.bucket, on.where, on.policy.max_attempts
     what = f"{operation} of {key!r}" if key is not None else operation
     place = f"bucket {bucket!r} at {where}"
     info = client_error_info(exc)
@@ -139,6 +144,8 @@ def translate(
         if status == 412 or code == "PreconditionFailed":
             return PreconditionFailed(f"{key}: precondition failed ({operation})")
         if status == 404 or code in ("NoSuchKey", "404", "NotFound"):
+            if conditional:
+                return PreconditionFailed(f"{key}: no such key to compare-and-swap")
             return ObjectNotFound(key if key is not None else operation)
         if status == 403 or code in _DENIED_CODES:
             return S3AccessDenied(

@@ -26,6 +26,7 @@ import anyio.to_thread
 from registry.backends.base import FileInfo, PutMode
 from registry.backends.calls import Ambiguity
 from registry.backends.s3.client import S3Bucket
+from registry.backends.s3.downloads import head
 from registry.backends.s3.errors import S3BackendError, may_have_landed
 from registry.backends.s3.objects import file_info, md5, multipart_etag, quote_etag
 from registry.backends.transfer import pread_exact, run_all
@@ -58,32 +59,24 @@ async def put(
         params["IfMatch"] = quote_etag(if_match)
     elif mode == "create":
         params["IfNoneMatch"] = "*"
-    conditional = len(params) > 2
     ambiguity = Ambiguity(may_have_landed)
     try:
-        response = await bucket.call("put_object", key, on_retry=ambiguity.note, **params)
-    except (PreconditionFailed, ObjectNotFound) as exc:
-        if not conditional:
-            raise
+        response = await bucket.call(
+            "put_object", key, on_retry=ambiguity.note, conditional=len(params) > 2, **params
+        )
+    except PreconditionFailed:
         if ambiguity.possible:
             landed = await _landed(bucket, key, md5(data).hex())
             if landed is not None:
                 return landed
-        if isinstance(exc, PreconditionFailed):
-            raise
-        # If-Match on a key that does not exist: S3 answers 404
-        raise PreconditionFailed(f"{key}: no such key to compare-and-swap") from exc
+        raise
     return file_info(key, response, size=len(data))
 
 
 async def _landed(bucket: S3Bucket, key: str, expected_etag: str) -> FileInfo | None:
     """After an ambiguous write: the stored object if it is ours (same ETag)."""
-    try:
-        response = await bucket.call("head_object", key, Key=bucket.full(key))
-    except ObjectNotFound:
-        return None
-    info = file_info(key, response)
-    return info if info.etag == expected_etag else None
+    info = await head(bucket, key)
+    return info if info is not None and info.etag == expected_etag else None
 
 
 async def put_file(
