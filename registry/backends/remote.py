@@ -29,7 +29,7 @@ from registry.exceptions import BackendError
 __all__ = ["BucketClient", "RemoteBackend", "endpoint_url", "parse_location"]
 
 T = TypeVar("T")
-#: (exception, operation, key or None, conditional write?, where) -> what to raise
+#: (exception, operation, key or None, conditional write?, the client) -> what to raise
 Translate = Callable[[Exception, str, "str | None", bool, "BucketClient"], BackendError]
 
 
@@ -169,10 +169,6 @@ class RemoteBackend(Backend, Generic[C]):
         self.read_timeout = read_timeout
         self.uri = f"{self.scheme}://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
         self._root = f"{self.prefix}/" if self.prefix else ""
-
-    def _full(self, key: str) -> str:
-        check_key(key)
-        return self._root + key
 
     @abstractmethod
     async def _open(self) -> C:

@@ -125,7 +125,7 @@ async def test_stale_generation_really_fails(gcs: GCSBackend) -> None:
     with pytest.raises(aiohttp.ClientResponseError) as caught:
         await storage.upload(
             gcs.bucket,
-            gcs._full("cas/key"),
+            (await gcs._connection()).full("cas/key"),
             b"raw lost update",
             parameters={"ifGenerationMatch": first.etag},
             metadata={"Content-Type": "application/octet-stream"},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -152,8 +153,6 @@ async def _probe(bucket: GCSBucket) -> None:
 
 
 async def _create_bucket(bucket: GCSBucket, project: str | None, anonymous: bool) -> None:
-    import os
-
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT")
     if not project and anonymous:
         project = "registry"  # emulators take any project

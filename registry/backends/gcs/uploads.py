@@ -98,8 +98,8 @@ async def put_file(
     chunk_size: int,
     upload_chunk: int | None,
 ) -> FileInfo:
-    """One multipart request up to ``chunk_size`` bytes (or when conditional),
-    a resumable upload above it."""
+    """Up to ``chunk_size`` bytes: one multipart request. Above: a multipart
+    request streamed from the file when conditional, else a resumable upload."""
     name = bucket.full(key)
     size = (await anyio.to_thread.run_sync(os.stat, src)).st_size
     if size <= chunk_size:

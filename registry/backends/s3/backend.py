@@ -149,9 +149,8 @@ class S3Backend(RemoteBackend[S3Bucket]):
     async def list(
         self, prefix: str, *, delimiter: str | None = None
     ) -> AsyncIterator[FileInfo | str]:
-        async for entry in listing.entries(
-            await self._connection(), prefix, delimiter, folders=True
-        ):
+        bucket = await self._connection()
+        async for entry in listing.entries(bucket, prefix, delimiter, folders=True):
             yield entry
 
     async def list_children(self, prefix: str) -> Sequence[str]:
