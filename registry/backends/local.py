@@ -8,18 +8,21 @@ short-lived ``O_CREAT|O_EXCL`` lock file around read-compare-replace, broken
 when older than ``STALE_LOCK_SECONDS`` (its holder died).
 
 Blocking file work runs as whole functions in worker threads, one hop per call.
+With DEBUG on for ``registry.backends.local``, each read, write and delete is
+logged with its key, bytes and milliseconds (nothing is timed otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 
 import anyio.lowlevel
@@ -28,11 +31,31 @@ import anyio.to_thread
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
+logger = logging.getLogger(__name__)
 TEMP_MARKER = ".tmp-"
 LOCK_SUFFIX = ".lock"
 STALE_LOCK_SECONDS = 10.0
 _COPY_CHUNK = 8 * 1024 * 1024
 INLINE_READ_BYTES = 256 * 1024
+
+
+def _debug_start() -> float | None:
+    """A start time when DEBUG is on for this module, else None (costs one check)."""
+    return time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else None
+
+
+def _debug_done(operation: str, key: str, nbytes: int, started: float) -> None:
+    elapsed = (time.perf_counter() - started) * 1000
+    logger.debug("%s %s: %d bytes, %.1f ms", operation, key, nbytes, elapsed)
+
+
+async def _debug_timed(operation: str, key: str, work: Awaitable[FileInfo]) -> FileInfo:
+    """Await a call that moves a file's bytes (a thread hop: the check is free)."""
+    started = _debug_start()
+    info = await work
+    if started is not None:
+        _debug_done(operation, key, info.size, started)
+    return info
 
 
 def is_temp_name(filename: str) -> bool:
@@ -346,27 +369,34 @@ class LocalBackend(Backend):
     # -- the contract ----------------------------------------------------------
 
     async def get(self, key: str) -> bytes:
+        started = _debug_start()
+        data: bytes | None = None
         if self.inline_reads:
             await anyio.lowlevel.checkpoint()  # stay cancellable and fair to other tasks
             data = self._get_small_sync(key)
-            if data is not None:
-                return data
-        return await anyio.to_thread.run_sync(self._get_sync, key, limiter=self.limiter)
+        if data is None:
+            data = await anyio.to_thread.run_sync(self._get_sync, key, limiter=self.limiter)
+        if started is not None:
+            _debug_done("get", key, len(data), started)
+        return data
 
     async def get_file(self, key: str, dest: Path) -> FileInfo:
-        return await anyio.to_thread.run_sync(self._get_file_sync, key, dest, limiter=self.limiter)
+        work = anyio.to_thread.run_sync(self._get_file_sync, key, dest, limiter=self.limiter)
+        return await _debug_timed("get_file", key, work)
 
     async def put(
         self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
     ) -> FileInfo:
-        return await anyio.to_thread.run_sync(
+        work = anyio.to_thread.run_sync(
             self._put_sync, key, data, None, mode, if_match, limiter=self.limiter
         )
+        return await _debug_timed("put", key, work)
 
     async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
-        return await anyio.to_thread.run_sync(
+        work = anyio.to_thread.run_sync(
             self._put_sync, key, None, src, mode, None, limiter=self.limiter
         )
+        return await _debug_timed("put_file", key, work)
 
     async def head(self, key: str) -> FileInfo | None:
         if self.inline_reads:
@@ -374,7 +404,11 @@ class LocalBackend(Backend):
         return await anyio.to_thread.run_sync(self._head_sync, key, limiter=self.limiter)
 
     async def delete(self, keys: Sequence[str]) -> None:
+        started = _debug_start()
         await anyio.to_thread.run_sync(self._delete_sync, list(keys), limiter=self.limiter)
+        if started is not None:
+            elapsed = (time.perf_counter() - started) * 1000
+            logger.debug("delete %s: %.1f ms", ", ".join(keys), elapsed)
 
     async def list(
         self, prefix: str, *, delimiter: str | None = None

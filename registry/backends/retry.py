@@ -11,10 +11,14 @@ The delay before attempt ``n + 1`` is drawn uniformly from
 clients that failed together do not come back together. The concurrency
 limiter, if any, is taken per attempt inside ``call`` by the caller, never
 held while sleeping.
+
+Each retry is logged at WARNING on ``registry.backends.retry``: what failed,
+attempt n of m, and the delay before the next one.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -23,9 +27,10 @@ from typing import TypeVar
 
 import anyio
 
-__all__ = ["RetryPolicy", "retry_call"]
+__all__ = ["RetryPolicy", "policy_for", "retry_call"]
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,32 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, cap)
 
 
+def policy_for(max_attempts: int, connect_timeout: float, read_timeout: float) -> RetryPolicy:
+    """The policy of a remote backend: its deadline never spends more than a
+    few connect timeouts (plus one read timeout) on one request."""
+    if connect_timeout <= 0 or read_timeout <= 0:
+        raise ValueError("timeouts must be > 0")
+    return RetryPolicy(
+        max_attempts=max_attempts, deadline=max(10.0, 3 * connect_timeout) + read_timeout
+    )
+
+
 async def retry_call(
     call: Callable[[], Awaitable[T]],
     *,
     classify: Callable[[BaseException], bool],
     policy: RetryPolicy,
     on_retry: Callable[[BaseException, int], None] | None = None,
+    what: str | Callable[[], str] = "request",
 ) -> T:
     """Await ``call()`` until it succeeds, retrying while ``classify(exc)`` is true.
 
     ``on_retry(exc, failures)`` is told about each transient failure that will
     be retried (for logging, or to remember that a write's outcome is
     ambiguous). The last transient exception is re-raised once the attempts
-    or the deadline run out. Cancellation is never caught.
+    or the deadline run out. Cancellation is never caught. ``what`` names the
+    call (or makes its name, only when needed) in the WARNING logged before
+    each retry.
     """
     start = time.monotonic()
     failures = 0
@@ -86,4 +104,12 @@ async def retry_call(
                 raise
             if on_retry is not None:
                 on_retry(exc, failures)
+            logger.warning(
+                "%s failed (attempt %d of %d), retrying in %.3f s: %r",
+                what() if callable(what) else what,
+                failures,
+                policy.max_attempts,
+                delay,
+                exc,
+            )
         await anyio.sleep(delay)

@@ -1,12 +1,14 @@
 """Helpers the remote backends share: key checks, positional file I/O,
-concurrent jobs, and ranged downloads into a file with bounded memory."""
+request bodies streamed from files, concurrent jobs, and ranged downloads
+into a file with bounded memory."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -14,6 +16,8 @@ import anyio.to_thread
 from registry.backends.base import FileInfo
 
 DOWNLOAD_ATTEMPTS = 3  # restarts when the object changes mid-download
+MAX_RANGES_IN_FLIGHT = 8  # per download: memory is this x the write buffer
+R = TypeVar("R")
 
 
 class Signal(Exception):
@@ -55,12 +59,61 @@ def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exceptio
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def file_body(
+    fd: int, offset: int, length: int, shrank: Callable[[], Exception], piece: int = 1 << 20
+) -> AsyncIterator[bytes]:
+    """Bytes [offset, offset+length) of an open file, read ``piece`` by ``piece``
+    in a worker thread: a request body that never holds more than one piece."""
+    end = offset + length
+    while offset < end:
+        size = min(piece, end - offset)
+        yield await anyio.to_thread.run_sync(pread_exact, fd, size, offset, shrank)
+        offset += size
+
+
 def pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, offset)
         view = view[written:]
         offset += written
+
+
+def pwrite_buffers(fd: int, buffers: Sequence[bytes], offset: int) -> None:
+    """Write ``buffers`` back to back at ``offset`` without joining them."""
+    if hasattr(os, "pwritev"):
+        views = [memoryview(b) for b in buffers if b]
+        while views:
+            written = os.pwritev(fd, views, offset)
+            offset += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if views and written:
+                views[0] = views[0][written:]
+        return
+    for chunk in buffers:  # pragma: no cover - platforms without pwritev
+        pwrite_all(fd, chunk, offset)
+        offset += len(chunk)
+
+
+async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffered: int) -> int:
+    """Write a response body to ``fd`` from ``offset``, one worker-thread hop per
+    ``buffered`` bytes (memory stays bounded by it); returns the bytes written."""
+    start = offset
+    buffer: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        buffer.append(chunk)
+        held += len(chunk)
+        if held >= buffered:
+            await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+            offset += held
+            buffer, held = [], 0
+    if held:
+        await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+        offset += held
+    return offset - start
 
 
 def total_from_content_range(content_range: str | None, received: int) -> int:
@@ -94,14 +147,51 @@ async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
         raise failure
 
 
-async def download_to_file(
+async def ranged_download(
     dest: Path,
-    download: Callable[[int], Awaitable[FileInfo]],
-    gave_up: Callable[[], Exception],
+    key: str,
+    span: int,
+    concurrency: int,
+    get_range: Callable[[int, int, int | None, str | None], Awaitable[tuple[R, int]]],
+    identify: Callable[[R, int], Awaitable[tuple[str | None, FileInfo]]],
+    error: Callable[[str], Exception],
 ) -> FileInfo:
-    """Open ``dest``, run ``download(fd)``, and start again (truncated) when
-    the object changed mid-way; a failed download leaves no partial file."""
-    fd = await anyio.to_thread.run_sync(os.open, dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    """Download ``key`` into the file ``dest`` with bounded memory: a first range
+    of ``span`` bytes (without a range if the object is empty), then the rest in
+    ``span``-sized ranges, a few at a time (at most ``concurrency``), all of the
+    version the first range saw. An object replaced mid-way restarts the download (truncated); a
+    failed download leaves no partial file.
+
+    ``get_range(fd, start, length, pin)`` writes bytes [start, start+length)
+    (everything when ``length`` is None) at their offset in ``fd`` and returns
+    its response and the bytes written; it raises ``EmptyObject`` for a range
+    of an empty object and ``ChangedWhileReading`` when the object is no longer
+    the version ``pin``. ``identify(first, received)`` gives the version to pin
+    (None: do not pin) and the object's ``FileInfo``, whose size is the total.
+    ``error(message)`` makes the backend's exception.
+    """
+
+    async def download(fd: int) -> FileInfo:
+        try:
+            first, received = await get_range(fd, 0, span, None)
+        except EmptyObject:
+            first, received = await get_range(fd, 0, None, None)
+        pin, info = await identify(first, received)
+        starts = range(received, info.size, span)
+        pending = iter(starts)
+
+        async def worker() -> None:
+            for start in pending:
+                length = min(span, info.size - start)
+                _, got = await get_range(fd, start, length, pin)
+                if got != length:
+                    raise error(f"{key}: short ranged read at {start} ({got} of {length})")
+
+        await run_all([worker] * max(1, min(MAX_RANGES_IN_FLIGHT, concurrency, len(starts))))
+        return info
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = await anyio.to_thread.run_sync(os.open, dest, flags, 0o644)
     try:
         for _ in range(DOWNLOAD_ATTEMPTS):
             try:
@@ -111,7 +201,7 @@ async def download_to_file(
                 continue
             break
         else:
-            raise gave_up()
+            raise error(f"{key} kept changing while it was being downloaded")
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -119,25 +209,3 @@ async def download_to_file(
         raise
     os.close(fd)
     return info
-
-
-async def fetch_remaining(
-    total: int,
-    received: int,
-    span: int,
-    in_flight: int,
-    get_range: Callable[[int, int], Awaitable[int]],
-    short_read: Callable[[int, int, int], Exception],
-) -> None:
-    """GET bytes ``[received, total)`` in ``span``-sized ranges, ``in_flight``
-    at a time; ``get_range(start, length)`` returns the bytes it wrote."""
-    ranges = [(start, min(span, total - start)) for start in range(received, total, span)]
-    pending = iter(ranges)
-
-    async def worker() -> None:
-        for start, length in pending:
-            got = await get_range(start, length)
-            if got != length:
-                raise short_read(start, got, length)
-
-    await run_all([worker] * max(1, min(in_flight, len(ranges))))
