@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from registry import exceptions as _exceptions  # tiny, and imports nothing
+
 # Public name -> defining module. Imported on first access (PEP 562), so
 # `import registry` stays cheap and never pulls in asyncio, boto or numpy.
 _EXPORTS = {
@@ -29,19 +31,7 @@ _EXPORTS = {
     "Materializer": "registry.materializers.base",
     "BlobMaterializer": "registry.materializers.base",
     "MaterializerProtocol": "registry.materializers.base",
-    **{
-        name: "registry.exceptions"
-        for name in (
-            "MaterializerError",
-            "PickleRefused",
-            "RegistryConfigError",
-            "RegistryCorruptMetadata",
-            "RegistryError",
-            "RegistryIntegrityError",
-            "RegistryObjectNotFound",
-            "RegistryVersionConflict",
-        )
-    },
+    **dict.fromkeys(_exceptions.__all__, "registry.exceptions"),
     **{
         name: "registry.store.errors"
         for name in (
@@ -62,43 +52,7 @@ _ALIASES = {
     "GCSRegistryBackend": "GCSBackend",
 }
 
-__all__ = [
-    "AsyncRegistry",
-    "AsyncStore",
-    "Backend",
-    "BatchResult",
-    "BlobMaterializer",
-    "FileInfo",
-    "GCPRegistryBackend",
-    "GCSBackend",
-    "GCSRegistryBackend",
-    "JanitorReport",
-    "LocalBackend",
-    "LocalRegistryBackend",
-    "Materializer",
-    "MaterializerError",
-    "MaterializerProtocol",
-    "MemoryBackend",
-    "MemoryRegistryBackend",
-    "MinioRegistryBackend",
-    "PickleRefused",
-    "Registry",
-    "RegistryConfigError",
-    "RegistryCorruptMetadata",
-    "RegistryError",
-    "RegistryIntegrityError",
-    "RegistryObjectNotFound",
-    "RegistryVersionConflict",
-    "S3Backend",
-    "S3RegistryBackend",
-    "Store",
-    "StoreAmbiguousObjectError",
-    "StoreConfigError",
-    "StoreKeyFormatError",
-    "StoreLocationNotFound",
-    "StoreReadOnlyError",
-    "__version__",
-]
+__all__ = sorted([*_EXPORTS, *_ALIASES, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
@@ -128,41 +82,30 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:
-    from registry._async import AsyncRegistry
-    from registry._sync import Registry
-    from registry.backends.base import Backend, FileInfo
-    from registry.backends.gcs import GCSBackend
-    from registry.backends.gcs import GCSBackend as GCPRegistryBackend
-    from registry.backends.gcs import GCSBackend as GCSRegistryBackend
-    from registry.backends.local import LocalBackend
-    from registry.backends.local import LocalBackend as LocalRegistryBackend
-    from registry.backends.memory import MemoryBackend
-    from registry.backends.memory import MemoryBackend as MemoryRegistryBackend
-    from registry.backends.s3 import S3Backend
-    from registry.backends.s3 import S3Backend as MinioRegistryBackend
-    from registry.backends.s3 import S3Backend as S3RegistryBackend
-    from registry.core.janitor import JanitorReport
-    from registry.core.types import BatchResult
-    from registry.exceptions import (
-        MaterializerError,
-        PickleRefused,
-        RegistryConfigError,
-        RegistryCorruptMetadata,
-        RegistryError,
-        RegistryIntegrityError,
-        RegistryObjectNotFound,
-        RegistryVersionConflict,
-    )
-    from registry.materializers.base import BlobMaterializer, Materializer, MaterializerProtocol
-    from registry.store.sync import Store
+if TYPE_CHECKING:  # `X as X`: re-exported for type checkers (__all__ is computed)
+    from registry._async import AsyncRegistry as AsyncRegistry
+    from registry._sync import Registry as Registry
+    from registry.backends.base import Backend as Backend
+    from registry.backends.base import FileInfo as FileInfo
+    from registry.backends.gcs import GCSBackend as GCSBackend
+    from registry.backends.local import LocalBackend as LocalBackend
+    from registry.backends.memory import MemoryBackend as MemoryBackend
+    from registry.backends.s3 import S3Backend as S3Backend
+    from registry.core.janitor import JanitorReport as JanitorReport
+    from registry.core.types import BatchResult as BatchResult
+    from registry.exceptions import *  # noqa: F403
+    from registry.materializers.base import BlobMaterializer as BlobMaterializer
+    from registry.materializers.base import Materializer as Materializer
+    from registry.materializers.base import MaterializerProtocol as MaterializerProtocol
+    from registry.store.core import AsyncStore as AsyncStore
+    from registry.store.errors import *  # noqa: F403
+    from registry.store.sync import Store as Store
 
     __version__: str
-    from registry.store.core import AsyncStore
-    from registry.store.errors import (
-        StoreAmbiguousObjectError,
-        StoreConfigError,
-        StoreKeyFormatError,
-        StoreLocationNotFound,
-        StoreReadOnlyError,
-    )
+    # the replaced library's names for the backends
+    LocalRegistryBackend = LocalBackend
+    MemoryRegistryBackend = MemoryBackend
+    S3RegistryBackend = S3Backend
+    MinioRegistryBackend = S3Backend
+    GCPRegistryBackend = GCSBackend
+    GCSRegistryBackend = GCSBackend

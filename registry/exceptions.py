@@ -6,6 +6,20 @@ Errors that users match on also subclass the builtin they resemble, so
 
 from __future__ import annotations
 
+__all__ = [
+    "BackendError",
+    "MaterializerError",
+    "ObjectNotFound",
+    "PickleRefused",
+    "PreconditionFailed",
+    "RegistryConfigError",
+    "RegistryCorruptMetadata",
+    "RegistryError",
+    "RegistryIntegrityError",
+    "RegistryObjectNotFound",
+    "RegistryVersionConflict",
+]
+
 
 class RegistryError(Exception):
     """Base class of every error raised by the registry."""

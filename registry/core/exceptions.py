@@ -2,30 +2,5 @@
 (``from mindtrace.registry.core.exceptions import ...``); the hierarchy lives
 in :mod:`registry.exceptions`, at the bottom of the package."""
 
-from registry.exceptions import (
-    BackendError,
-    MaterializerError,
-    ObjectNotFound,
-    PickleRefused,
-    PreconditionFailed,
-    RegistryConfigError,
-    RegistryCorruptMetadata,
-    RegistryError,
-    RegistryIntegrityError,
-    RegistryObjectNotFound,
-    RegistryVersionConflict,
-)
-
-__all__ = [
-    "BackendError",
-    "MaterializerError",
-    "ObjectNotFound",
-    "PickleRefused",
-    "PreconditionFailed",
-    "RegistryConfigError",
-    "RegistryCorruptMetadata",
-    "RegistryError",
-    "RegistryIntegrityError",
-    "RegistryObjectNotFound",
-    "RegistryVersionConflict",
-]
+from registry.exceptions import *  # noqa: F403
+from registry.exceptions import __all__ as __all__

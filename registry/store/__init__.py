@@ -9,22 +9,9 @@
 - ``sync.py``     Store: the sync facade, one line per method
 """
 
+from registry.store import errors
 from registry.store.core import AsyncStore
-from registry.store.errors import (
-    StoreAmbiguousObjectError,
-    StoreConfigError,
-    StoreKeyFormatError,
-    StoreLocationNotFound,
-    StoreReadOnlyError,
-)
+from registry.store.errors import *  # noqa: F403
 from registry.store.sync import Store
 
-__all__ = [
-    "AsyncStore",
-    "Store",
-    "StoreAmbiguousObjectError",
-    "StoreConfigError",
-    "StoreKeyFormatError",
-    "StoreLocationNotFound",
-    "StoreReadOnlyError",
-]
+__all__ = ["AsyncStore", "Store", *errors.__all__]

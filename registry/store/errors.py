@@ -10,6 +10,14 @@ from collections.abc import Sequence
 
 from registry.exceptions import RegistryConfigError, RegistryError
 
+__all__ = [
+    "StoreAmbiguousObjectError",
+    "StoreConfigError",
+    "StoreKeyFormatError",
+    "StoreLocationNotFound",
+    "StoreReadOnlyError",
+]
+
 
 class StoreKeyFormatError(RegistryError, ValueError):
     """A store key does not parse as ``[<mount>/]<name>[@<version>]``."""
