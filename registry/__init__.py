@@ -28,6 +28,9 @@ _EXPORTS = {
     "GCSBackend": "registry.backends.gcs",
     "BatchResult": "registry.core.types",
     "JanitorReport": "registry.core.janitor",
+    "CacheInfo": "registry.core.cache",
+    "CacheEntry": "registry.core.cache",
+    "PruneReport": "registry.core.cache",
     "Materializer": "registry.materializers.base",
     "BlobMaterializer": "registry.materializers.base",
     "MaterializerProtocol": "registry.materializers.base",
@@ -91,6 +94,9 @@ if TYPE_CHECKING:  # `X as X`: re-exported for type checkers (__all__ is compute
     from registry.backends.local import LocalBackend as LocalBackend
     from registry.backends.memory import MemoryBackend as MemoryBackend
     from registry.backends.s3 import S3Backend as S3Backend
+    from registry.core.cache import CacheEntry as CacheEntry
+    from registry.core.cache import CacheInfo as CacheInfo
+    from registry.core.cache import PruneReport as PruneReport
     from registry.core.janitor import JanitorReport as JanitorReport
     from registry.core.types import BatchResult as BatchResult
     from registry.exceptions import *  # noqa: F403

@@ -13,6 +13,7 @@ from typing import Any, overload
 from registry._async import AsyncRegistry
 from registry._runner import get_runner
 from registry.backends.base import Backend
+from registry.core.cache import CacheInfo, PruneReport
 from registry.core.fanout import Progress
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
 from registry.core.names import parse_key
@@ -256,6 +257,14 @@ class Registry:
 
     def clear_cache(self) -> None:
         return get_runner().run(self.async_registry.clear_cache())
+
+    def cache_info(self) -> CacheInfo:
+        return get_runner().run(self.async_registry.cache_info())
+
+    def prune_cache(
+        self, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneReport:
+        return get_runner().run(self.async_registry.prune_cache(max_bytes, older_than))
 
     def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         return get_runner().run(self.async_registry.janitor(grace, dry_run))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,47 @@ async def test_crashed_download_leftovers_are_swept(tmp_path: Path) -> None:
     fresh._cache = reg._cache.__class__(tmp_path, reg.backend.uri)
     await fresh.save("n", BIG)
     assert not stale.exists()
+
+
+async def test_cache_info_lists_entries_least_recently_used_first(tmp_path: Path) -> None:
+    async with AsyncRegistry(
+        remote(MemoryBackend()), version_objects=True, cache_dir=tmp_path
+    ) as reg:
+        for i in range(3):
+            await reg.save(f"m{i}", BIG + bytes([i]))
+        await reg.load("m0")  # m0 becomes the most recently used
+        info = await reg.cache_info()
+        assert [e.name for e in info.entries] == ["m1", "m2", "m0"]
+        assert [e.versions for e in info.entries] == [("1",), ("1",), ("1",)]
+        assert info.total_bytes == 3 * (len(BIG) + 1)
+        assert info.root is not None and info.root.is_relative_to(tmp_path)
+
+
+async def test_prune_cache_by_age_then_size(tmp_path: Path) -> None:
+    async with AsyncRegistry(
+        remote(MemoryBackend()), version_objects=True, cache_dir=tmp_path
+    ) as reg:
+        for i in range(4):
+            await reg.save(f"m{i}", BIG + bytes([i]))
+        entries = (await reg.cache_info()).entries
+        old = time.time() - 40 * 86400
+        os.utime(_folder(reg, entries[0]), (old, old))
+        pruned = await reg.prune_cache(older_than=30 * 86400)
+        assert [e.name for e in pruned.removed] == ["m0"]
+        pruned = await reg.prune_cache(max_bytes=len(BIG) + 1)
+        assert [e.name for e in pruned.removed] == ["m1", "m2"]
+        assert pruned.bytes == 2 * (len(BIG) + 1)
+        assert [e.name for e in (await reg.cache_info()).entries] == ["m3"]
+        assert await reg.load("m0") == BIG + b"\0"  # fetched again
+
+
+def _folder(reg: AsyncRegistry, entry: Any) -> Path:
+    assert reg._cache is not None
+    return reg._cache.folder(entry.name, entry.uuid)
+
+
+async def test_a_registry_without_cache_reports_an_empty_one(tmp_path: Path) -> None:
+    async with AsyncRegistry(tmp_path / "local") as reg:
+        info = await reg.cache_info()
+        assert info.root is None and info.entries == [] and info.total_bytes == 0
+        assert (await reg.prune_cache(max_bytes=0)).removed == []

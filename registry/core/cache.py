@@ -24,11 +24,51 @@ import os
 import shutil
 import time
 import uuid as uuidlib
+from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from registry.core.types import DEFAULT_CACHE_MAX_BYTES
 
 STALE_TMP_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached version's files (``versions``: the cached metadata naming
+    its uuid; empty when only the files are left)."""
+
+    name: str
+    uuid: str
+    versions: tuple[str, ...]
+    size: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What a registry's cache holds, least recently used first."""
+
+    root: Path | None  # None: this registry keeps no cache (local, or use_cache=False)
+    entries: list[CacheEntry]
+    max_bytes: int | None
+    max_entries: int | None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What ``prune`` removed."""
+
+    removed: list[CacheEntry]
+
+    @property
+    def bytes(self) -> int:
+        return sum(e.size for e in self.removed)
 
 
 def default_cache_root() -> Path:
@@ -197,6 +237,51 @@ class Cache:
         self._approx = (total, entries)
         return removed
 
+    def info(self) -> CacheInfo:
+        """Every cached entry, least recently used first."""
+        versions: dict[tuple[str, str], list[str]] = {}
+        for path in _files(self.root / "meta"):
+            if path.name.startswith(".") or not path.name.endswith(".json"):
+                continue
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                record = msgspec.json.decode(path.read_bytes())
+                versions.setdefault((record["name"], record["uuid"]), []).append(record["version"])
+        entries = [
+            CacheEntry(
+                name=folder.parent.name,
+                uuid=folder.name,
+                versions=tuple(sorted(versions.get((folder.parent.name, folder.name), ()))),
+                size=size,
+                last_used=used,
+            )
+            for used, size, folder in sorted(self._scan())
+        ]
+        return CacheInfo(self.root, entries, self.max_bytes, self.max_entries)
+
+    def prune(
+        self, *, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneReport:
+        """Remove entries unused for ``older_than`` seconds, then least recently
+        used ones until at most ``max_bytes`` remain."""
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        if older_than is not None and older_than < 0:
+            raise ValueError(f"older_than must be >= 0 seconds, got {older_than}")
+        entries = self.info().entries
+        total = sum(e.size for e in entries)
+        cutoff = time.time() - older_than if older_than is not None else None
+        removed = []
+        for entry in entries:
+            stale = cutoff is not None and entry.last_used < cutoff
+            over = max_bytes is not None and total > max_bytes
+            if not (stale or over):
+                continue
+            self._remove(self.folder(entry.name, entry.uuid))
+            total -= entry.size
+            removed.append(entry)
+        self._approx = None
+        return PruneReport(removed)
+
     def clear(self) -> None:
         self._remove(self.root)
         self._approx = None
@@ -213,6 +298,13 @@ class Cache:
 def _subdirs(path: Path) -> list[Path]:
     try:
         return [p for p in path.iterdir() if p.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _files(path: Path) -> list[Path]:
+    try:
+        return [p for p in path.iterdir() if p.is_file()]
     except (FileNotFoundError, NotADirectoryError):
         return []
 

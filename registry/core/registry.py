@@ -26,7 +26,7 @@ from registry.backends.base import Backend
 from registry.core import mvcc
 from registry.core.artifacts import delete_folder, write_artifacts
 from registry.core.batches import per_item, skip_existing
-from registry.core.cache import Cache, default_cache_root
+from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, meta_key, split_meta_key
@@ -589,6 +589,24 @@ class RegistryCore:
         """Empty this registry's local cache (remote backends only; else a no-op)."""
         if self._cache is not None:
             await anyio.to_thread.run_sync(self._cache.clear)
+
+    async def cache_info(self) -> CacheInfo:
+        """What the local cache holds (entries least recently used first)."""
+        if self._cache is None:
+            return CacheInfo(None, [], None, None)
+        return await anyio.to_thread.run_sync(self._cache.info)
+
+    async def prune_cache(
+        self, max_bytes: int | None = None, older_than: float | None = None
+    ) -> PruneReport:
+        """Drop cache entries unused for ``older_than`` seconds, then the least
+        recently used until at most ``max_bytes`` remain."""
+        if self._cache is None:
+            return PruneReport([])
+        cache = self._cache
+        return await anyio.to_thread.run_sync(
+            lambda: cache.prune(max_bytes=max_bytes, older_than=older_than)
+        )
 
     async def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         """Remove uuid folders that no version references (see core.janitor)."""
