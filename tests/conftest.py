@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,9 +13,9 @@ from registry import AsyncRegistry
 from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.backends.memory import MemoryBackend
-from registry.backends.s3 import S3Backend
-from tests.gcs_fixtures import GCSTarget, gcs_fs_target, gcs_target  # noqa: F401
-from tests.s3_servers import S3Server, moto_server, prepare_bucket, seaweedfs_server
+from tests.targets import GCSTarget, S3Target, Target, started
+
+__all__ = ["GCSTarget", "S3Target", "Target"]  # what test modules import from here
 
 
 @pytest.fixture
@@ -32,38 +30,40 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGISTRY_CACHE", str(tmp_path / "cache"))
 
 
-@dataclass(frozen=True)
-class S3Target:
-    """A running server and the session's bucket on it."""
-
-    server: S3Server
-    bucket: str
-
-    @property
-    def name(self) -> str:
-        return self.server.name
-
-    def backend(self, prefix: str | None = None, **options: Any) -> S3Backend:
-        """A backend on a fresh prefix (or the given one) in the session bucket."""
-        if prefix is None:
-            prefix = f"t-{uuid.uuid4().hex}"
-        return self.server.backend(self.bucket, prefix=prefix, **options)
+# Real servers, started once per session (tests/servers/, tests/targets/).
 
 
 @pytest.fixture(scope="session")
 def moto_target() -> Iterator[S3Target]:
-    with moto_server() as server:
-        yield S3Target(server, prepare_bucket(server))
+    with started("moto") as target:
+        assert isinstance(target, S3Target)
+        yield target
 
 
 @pytest.fixture(scope="session")
 def seaweedfs_target() -> Iterator[S3Target]:
-    with seaweedfs_server() as server:
-        yield S3Target(server, prepare_bucket(server))
+    with started("seaweedfs") as target:
+        assert isinstance(target, S3Target)
+        yield target
 
 
-# Every registry-level test runs on each of these; the remote kinds use real
-# servers started once per session (tests/s3_servers.py, tests/gcs_servers.py).
+@pytest.fixture(scope="session")
+def gcs_target() -> Iterator[GCSTarget]:
+    """fake-gcs-server on its memory backend."""
+    with started("gcs") as target:
+        assert isinstance(target, GCSTarget)
+        yield target
+
+
+@pytest.fixture(scope="session")
+def gcs_fs_target() -> Iterator[GCSTarget]:
+    """A second fake-gcs-server, on its filesystem backend."""
+    with started("gcs_fs") as target:
+        assert isinstance(target, GCSTarget)
+        yield target
+
+
+# Every registry-level test runs on each of these.
 BACKEND_KINDS = ["memory", "local", "moto", "seaweedfs", "gcs"]
 
 
@@ -77,7 +77,7 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
         return lambda: shared
     if kind == "local":
         return lambda: LocalBackend(tmp_path / "registry")
-    target: S3Target | GCSTarget = request.getfixturevalue(f"{kind}_target")
+    target: Target = request.getfixturevalue(f"{kind}_target")
     prefix = f"r-{uuid.uuid4().hex}"
     return lambda: target.backend(prefix=prefix)
 

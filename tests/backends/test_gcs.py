@@ -44,8 +44,8 @@ from registry.backends.gcs import (
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 from registry.testing import BackendTests
 from registry.testing.backend_tests import collect
-from tests.gcs_fixtures import GCSTarget
-from tests.s3_servers import free_port
+from tests.conftest import GCSTarget
+from tests.servers import free_port
 
 MiB = 1024 * 1024
 ERROR_BOUND = 8.0  # seconds within which a misconfiguration must be reported
