@@ -16,7 +16,7 @@ import gc
 import os
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import median
@@ -29,6 +29,7 @@ from benchmarks.common import (
     MiB,
     Result,
     alternate,
+    alternate_async,
     durable_copy,
     durable_write,
     fmt,
@@ -314,18 +315,6 @@ def bench_batch(config: Config) -> list[Result]:
 # -- async: AsyncRegistry directly ---------------------------------------------------------
 
 
-async def _alternate_async(
-    runs: Sequence[Callable[[int], Awaitable[float]]], repeats: int
-) -> tuple[list[float], ...]:
-    out: tuple[list[float], ...] = tuple([] for _ in runs)
-    order = list(range(len(runs)))
-    for round_ in range(repeats):
-        shift = round_ % len(runs)
-        for index in order[shift:] + order[:shift]:
-            out[index].append(await runs[index](round_))
-    return out
-
-
 async def _async_group(config: Config, areg: AsyncRegistry, raw_root: Path) -> list[Result]:
     n = config.single_ops
     objs = [small_object(i) for i in range(n)]
@@ -351,7 +340,7 @@ async def _async_group(config: Config, areg: AsyncRegistry, raw_root: Path) -> l
     async def raw_save(round_: int) -> float:
         return raw_save_loop(raw_root / f"save-{round_}", objs)
 
-    new, auto, raw = await _alternate_async(
+    new, auto, raw = await alternate_async(
         [save_new_names, save_auto_versions, raw_save], config.repeats
     )
     for label, samples in (
@@ -377,7 +366,7 @@ async def _async_group(config: Config, areg: AsyncRegistry, raw_root: Path) -> l
         gc.collect()
         return raw_load_loop(paths)
 
-    loads, raw = await _alternate_async([load_latest, raw_load], config.repeats)
+    loads, raw = await alternate_async([load_latest, raw_load], config.repeats)
     result = Result("load small, latest (async)", "ops/s", loads, "read+decode", raw)
     results.append(result)
     print_line(result)

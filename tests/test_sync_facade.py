@@ -97,6 +97,9 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+CAPTURE_TEXT: Any = {"capture_output": True, "text": True, "check": False}
+
+
 def script_command(code: str, *args: str) -> list[str]:
     return [sys.executable, "-W", "error::ResourceWarning", "-c", textwrap.dedent(code), *args]
 
@@ -104,15 +107,8 @@ def script_command(code: str, *args: str) -> list[str]:
 def run_script(
     code: str, tmp_path: Path, *args: str, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        script_command(code, *args),
-        cwd=tmp_path,
-        env=subprocess_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    command, env = script_command(code, *args), subprocess_env(tmp_path)
+    return subprocess.run(command, cwd=tmp_path, env=env, timeout=timeout, **CAPTURE_TEXT)
 
 
 def last_json_line(stdout: str) -> Any:
@@ -491,27 +487,36 @@ def test_call_from_runner_thread_raises_instead_of_deadlocking(
     assert call_with_timeout(lambda: reg.load("x"), what="load after refusal") == 1
 
 
-def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
-    private_runner: Runner, tmp_path: Path
-) -> None:
+def save_calling_the_facade(
+    reg: Registry, materializer: type[ReentrantBlob] | type[ReentrantFolder]
+) -> tuple[str | None, BaseException | None, bool, str]:
+    """Save with a materializer that calls ``reg`` back: (version, error, whether
+    the materializer ran on the runner's loop thread, its inner call's outcome)."""
     global _reentry_target
-    reg = Registry(tmp_path / "reg", version_objects=True)
     reg.save("seed", "s")
     _reentry_target = reg
-    ReentrantBlob.seen.clear()
+    materializer.seen.clear()
     try:
         try:
             version: str | None = call_with_timeout(
-                lambda: reg.save("obj", "v", materializer=ReentrantBlob),
-                what="save with a re-entrant materializer",
+                lambda: reg.save("obj", "v", materializer=materializer),
+                what=f"save with {materializer.__name__} calling the facade",
             )
             error: BaseException | None = None
         except Exception as exc:
             version, error = None, exc
     finally:
         _reentry_target = None
-    assert ReentrantBlob.seen, "the materializer was never called"
-    on_runner, inner_outcome = ReentrantBlob.seen[0]
+    assert materializer.seen, "the materializer was never called"
+    on_runner, inner_outcome = materializer.seen[0]
+    return version, error, on_runner, inner_outcome
+
+
+def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
+    private_runner: Runner, tmp_path: Path
+) -> None:
+    reg = Registry(tmp_path / "reg", version_objects=True)
+    version, error, on_runner, inner_outcome = save_calling_the_facade(reg, ReentrantBlob)
     if on_runner:  # on the loop thread: must be refused clearly
         assert inner_outcome == "RuntimeError"
         assert isinstance(error, RuntimeError) and "deadlock" in str(error), repr(error)
@@ -524,24 +529,8 @@ def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
 def test_materializer_in_a_worker_thread_may_call_the_facade(
     private_runner: Runner, tmp_path: Path
 ) -> None:
-    global _reentry_target
     reg = Registry(tmp_path / "reg", version_objects=True)
-    reg.save("seed", "s")
-    _reentry_target = reg
-    ReentrantFolder.seen.clear()
-    try:
-        try:
-            version: str | None = call_with_timeout(
-                lambda: reg.save("obj", "v", materializer=ReentrantFolder),
-                what="save with a folder materializer calling the facade",
-            )
-            error: BaseException | None = None
-        except Exception as exc:
-            version, error = None, exc
-    finally:
-        _reentry_target = None
-    assert ReentrantFolder.seen, "the materializer was never called"
-    on_runner, _ = ReentrantFolder.seen[0]
+    version, error, on_runner, _ = save_calling_the_facade(reg, ReentrantFolder)
     if on_runner:
         assert isinstance(error, RuntimeError) and "deadlock" in str(error), repr(error)
     else:
