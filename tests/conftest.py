@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,37 +31,24 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGISTRY_CACHE", str(tmp_path / "cache"))
 
 
-# Real servers, started once per session (tests/servers/, tests/targets/).
+# Real servers, started once per session (tests/servers/, tests/targets/):
+# moto_target, seaweedfs_target (S3Target); gcs_target (fake-gcs-server on its
+# memory backend) and gcs_fs_target (a second one on its filesystem backend),
+# both GCSTarget.
 
 
-@pytest.fixture(scope="session")
-def moto_target() -> Iterator[S3Target]:
-    with started("moto") as target:
-        assert isinstance(target, S3Target)
-        yield target
+def _session_target(kind: str) -> Any:
+    def target() -> Iterator[Target]:
+        with started(kind) as running:
+            yield running
+
+    return pytest.fixture(scope="session", name=f"{kind}_target")(target)
 
 
-@pytest.fixture(scope="session")
-def seaweedfs_target() -> Iterator[S3Target]:
-    with started("seaweedfs") as target:
-        assert isinstance(target, S3Target)
-        yield target
-
-
-@pytest.fixture(scope="session")
-def gcs_target() -> Iterator[GCSTarget]:
-    """fake-gcs-server on its memory backend."""
-    with started("gcs") as target:
-        assert isinstance(target, GCSTarget)
-        yield target
-
-
-@pytest.fixture(scope="session")
-def gcs_fs_target() -> Iterator[GCSTarget]:
-    """A second fake-gcs-server, on its filesystem backend."""
-    with started("gcs_fs") as target:
-        assert isinstance(target, GCSTarget)
-        yield target
+moto_target = _session_target("moto")
+seaweedfs_target = _session_target("seaweedfs")
+gcs_target = _session_target("gcs")
+gcs_fs_target = _session_target("gcs_fs")
 
 
 # Every registry-level test runs on each of these.

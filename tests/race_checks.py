@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,21 +42,24 @@ def race(
     ctx: Any,
     worker: Callable[..., None],
     args: list[tuple[Any, ...]],
-    names: list[str],
+    out_dir: Path,
+    label: str,
     timeout: float = rw.PROCESS_TIMEOUT,
-) -> None:
-    """One process per ``args`` (its last item: the report file), lined up by a
-    barrier passed to ``worker`` before that file so that they really race;
-    returns once all have finished (see ``rw.join_all``)."""
+) -> list[str]:
+    """One ``worker`` process per ``args``, lined up by a barrier so that they
+    really race; returns their report files once all have finished (see
+    ``rw.join_all``)."""
     # held here until the end: a started process no longer refers to its args,
     # and a child that unpickles a collected barrier finds its semaphore gone
     barrier = ctx.Barrier(len(args))
+    outs = [str(out_dir / f"{label}-{p}.json") for p in range(len(args))]
     procs = [
-        ctx.Process(target=worker, args=(*a[:-1], barrier, a[-1]), name=name)
-        for a, name in zip(args, names, strict=True)
+        ctx.Process(target=worker, args=(*a, barrier, out), name=f"{label}-{p}")
+        for p, (a, out) in enumerate(zip(args, outs, strict=True))
     ]
     start_all(procs)
     rw.join_all(procs, timeout)
+    return outs
 
 
 async def stored_uuid_folders(backend: Backend, name: str) -> set[str]:
@@ -158,6 +161,48 @@ async def check_explicit_winner(reg: AsyncRegistry, expected: bytes) -> str:
 # -- a reader while a writer overwrites "race:mutable" --------------------------------------
 
 
+def overwrite_while_reading(
+    ctx: Any,
+    writer: rw.Where,
+    reader: rw.Where,
+    overwrites: int,
+    out_dir: Path,
+    *,
+    verify: rw.Verify = "integrity",
+    janitors: Sequence[rw.Where] = (),
+    timeout: float = rw.PROCESS_TIMEOUT,
+    stop_within: float = rw.PROCESS_TIMEOUT,
+) -> tuple[str, str, list[str]]:
+    """A writer process overwrites "race:mutable" with counters 1..overwrites
+    while a reader process (and janitor processes, grace 30 s) loop until it is
+    done; returns the report files: writer's, reader's, janitors'."""
+    barrier = ctx.Barrier(2 + len(janitors))
+    stop = ctx.Event()
+    writer_out, reader_out = str(out_dir / "writer.json"), str(out_dir / "reader.json")
+    janitor_outs = [str(out_dir / f"janitor-{j}.json") for j in range(len(janitors))]
+    writing = ctx.Process(
+        target=rw.overwriter, args=(writer, 1, overwrites, barrier, writer_out), name="writer"
+    )
+    others = [
+        ctx.Process(
+            target=rw.reader, args=(reader, barrier, stop, reader_out, verify), name="reader"
+        ),
+        *(
+            ctx.Process(
+                target=rw.janitor_loop, args=(where, 30.0, barrier, stop, out), name=f"janitor-{j}"
+            )
+            for j, (where, out) in enumerate(zip(janitors, janitor_outs, strict=True))
+        ),
+    ]
+    start_all([writing, *others])
+    try:
+        rw.join_all([writing], timeout)
+    finally:
+        stop.set()
+    rw.join_all(others, stop_within)  # they stop after their current call
+    return writer_out, reader_out, janitor_outs
+
+
 def check_reads(
     writer_out: str, reader_out: str, overwrites: int, min_loads: int, min_distinct: int
 ) -> None:
@@ -194,6 +239,12 @@ def folders_on_disk(root: Path, name: str) -> set[str]:
     """The uuid folders on disk for ``name`` (whatever their content, empty too)."""
     folder = root / "objects" / name
     return {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+
+
+def check_disk(root: Path, name: str, folders: set[str]) -> None:
+    """Exactly ``folders`` on disk for ``name``, and no temp file anywhere."""
+    assert folders_on_disk(root, name) == folders
+    assert temp_files(root) == []
 
 
 def temp_files(root: Path, *, locks: bool = False) -> list[str]:

@@ -40,23 +40,14 @@ def test_auto_increment_across_processes(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     run(lambda reg: reg.list_objects(), root, version_objects=True)
     procs_n, saves = 4, 25
-    outs = [str(tmp_path / f"auto-{p}.json") for p in range(procs_n)]
-    rc.race(
-        rw.spawn_context(),
-        rw.auto_saver,
-        [(rw.local(root), p, saves, outs[p]) for p in range(procs_n)],
-        [f"saver-{p}" for p in range(procs_n)],
-    )
+    args = [(rw.local(root), p, saves) for p in range(procs_n)]
+    outs = rc.race(rw.spawn_context(), rw.auto_saver, args, tmp_path, "saver")
     # the processes really raced: their versions interleave, not one block each
     returned = rc.versions_handed_out(outs, procs_n, saves, min_switches=2 * procs_n)
 
-    async def check(reg: AsyncRegistry) -> set[str]:
-        return await rc.check_auto_versions(reg, returned)
-
-    referenced = run(check, root)
+    referenced = run(lambda reg: rc.check_auto_versions(reg, returned), root)
     # losing a claim re-encodes only the metadata: no folder is uploaded twice
-    assert rc.folders_on_disk(root, "race:auto") == referenced
-    assert rc.temp_files(root) == []
+    rc.check_disk(root, "race:auto", referenced)
 
 
 @pytest.mark.slow
@@ -66,13 +57,8 @@ def test_same_explicit_version_one_winner(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     run(lambda reg: reg.list_objects(), root, version_objects=True, mutable=False)
     procs_n, size = 8, 200 * rw.KIB
-    outs = [str(tmp_path / f"explicit-{p}.json") for p in range(procs_n)]
-    rc.race(
-        rw.spawn_context(),
-        rw.explicit_saver,
-        [(rw.local(root), p, size, outs[p]) for p in range(procs_n)],
-        [f"w-{p}" for p in range(procs_n)],
-    )
+    args = [(rw.local(root), p, size) for p in range(procs_n)]
+    outs = rc.race(rw.spawn_context(), rw.explicit_saver, args, tmp_path, "writer")
     winner = rc.one_winner(outs, procs_n)
 
     async def check(reg: AsyncRegistry) -> tuple[str, Any]:
@@ -82,8 +68,7 @@ def test_same_explicit_version_one_winner(tmp_path: Path) -> None:
     winner_uuid, report = run(check, root)
     # the losers removed their own folders; the janitor finds nothing else
     assert report.removed == []
-    assert rc.folders_on_disk(root, "race:explicit") == {winner_uuid}
-    assert rc.temp_files(root) == []
+    rc.check_disk(root, "race:explicit", {winner_uuid})
     assert {p.name for p in (root / "objects" / "race:explicit" / winner_uuid).iterdir()} == {
         "data.bin"
     }
@@ -102,46 +87,20 @@ def test_reader_never_sees_a_torn_overwrite(tmp_path: Path) -> None:
         return await reg.save("race:mutable", rw.overwrite_payload(0))
 
     assert run(seed, root, mutable=True) == "1"
-    ctx = rw.spawn_context()
-    barrier = ctx.Barrier(4)
-    stop = ctx.Event()
-    writer_out, reader_out = str(tmp_path / "writer.json"), str(tmp_path / "reader.json")
-    janitor_outs = [str(tmp_path / f"janitor-{j}.json") for j in range(2)]
     where = rw.local(root)
-    writer = ctx.Process(
-        target=rw.overwriter, args=(where, 1, overwrites, barrier, writer_out), name="writer"
+    writer_out, reader_out, janitor_outs = rc.overwrite_while_reading(
+        rw.spawn_context(), where, where, overwrites, tmp_path, janitors=[where, where]
     )
-    others = [
-        ctx.Process(target=rw.reader, args=(where, barrier, stop, reader_out), name="reader"),
-        *(
-            ctx.Process(
-                target=rw.janitor_loop,
-                args=(where, 30.0, barrier, stop, janitor_outs[j]),
-                name=f"janitor-{j}",
-            )
-            for j in range(2)
-        ),
-    ]
-    rc.start_all([writer, *others])
-    try:
-        rw.join_all([writer])
-    finally:
-        stop.set()
-    rw.join_all(others)
     rc.check_reads(writer_out, reader_out, overwrites, min_loads=20, min_distinct=10)
     for out in janitor_outs:
         janitor = rw.read_report(out)
         assert janitor["runs"] >= 1
         assert janitor["removed"] == []  # the grace period protects every old folder
 
-    async def finish(reg: AsyncRegistry) -> set[str]:
-        # 100 overwrites: two thirds of the values had a uuid folder, all but the
-        # current one are now orphans, and grace=0 removes exactly those
-        return await rc.check_last_overwrite(reg, overwrites)
-
-    referenced = run(finish, root)
-    assert rc.folders_on_disk(root, "race:mutable") == referenced
-    assert rc.temp_files(root) == []
+    # 100 overwrites: two thirds of the values had a uuid folder, all but the
+    # current one are now orphans, and grace=0 removes exactly those
+    referenced = run(lambda reg: rc.check_last_overwrite(reg, overwrites), root)
+    rc.check_disk(root, "race:mutable", referenced)
 
 
 # -- tasks in one process ----------------------------------------------------------------

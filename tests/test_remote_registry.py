@@ -14,11 +14,12 @@ a load cost. What differs between servers is in their target's quirks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -78,14 +79,8 @@ def test_auto_increment_across_processes(target: Target, tmp_path: Path) -> None
     assert (clone.identity, clone._runtime) == (backend.identity, {})
     rc.run(lambda reg: reg.list_objects(), backend, version_objects=True, cache_dir=tmp_path / "c")
 
-    outs = [str(tmp_path / f"auto-{p}.json") for p in range(procs_n)]
-    rc.race(
-        rw.worker_context(),
-        rw.auto_saver,
-        [(where[p], p, saves, outs[p]) for p in range(procs_n)],
-        [f"saver-{p}" for p in range(procs_n)],
-        PROCESS_TIMEOUT,
-    )
+    args = [(where[p], p, saves) for p in range(procs_n)]
+    outs = rc.race(rw.worker_context(), rw.auto_saver, args, tmp_path, "saver", PROCESS_TIMEOUT)
     returned = rc.versions_handed_out(outs, procs_n, saves, min_switches=procs_n)
 
     async def check(reg: AsyncRegistry) -> None:
@@ -112,16 +107,12 @@ def test_same_explicit_version_one_winner(target: Target, tmp_path: Path) -> Non
         mutable=False,
         cache_dir=tmp_path / "c",
     )
-    outs = [str(tmp_path / f"explicit-{p}.json") for p in range(writers)]
-    rc.race(
-        rw.worker_context(),
-        rw.explicit_saver,
-        [
-            (target.worker_config(prefix, str(tmp_path / f"cache-{p}")), p, size, outs[p])
-            for p in range(writers)
-        ],
-        [f"writer-{p}" for p in range(writers)],
-        PROCESS_TIMEOUT,
+    args = [
+        (target.worker_config(prefix, str(tmp_path / f"cache-{p}")), p, size)
+        for p in range(writers)
+    ]
+    outs = rc.race(
+        rw.worker_context(), rw.explicit_saver, args, tmp_path, "writer", PROCESS_TIMEOUT
     )
     winner = rc.one_winner(outs, writers)
     expected = rw.make_payload(f"writer-{winner}", size)
@@ -153,38 +144,16 @@ def test_reader_never_sees_a_torn_overwrite(target: Target, tmp_path: Path) -> N
 
     seeded = rc.run(seed, target.backend(prefix), mutable=True, cache_dir=tmp_path / "c")
     assert seeded == "1"
-    ctx = rw.worker_context()
-    barrier = ctx.Barrier(2)
-    stop = ctx.Event()
-    writer_out, reader_out = str(tmp_path / "writer.json"), str(tmp_path / "reader.json")
-    writer = ctx.Process(
-        target=rw.overwriter,
-        args=(
-            target.worker_config(prefix, str(tmp_path / "writer-cache")),
-            1,
-            overwrites,
-            barrier,
-            writer_out,
-        ),
-        name="writer",
+    writer_out, reader_out, _ = rc.overwrite_while_reading(
+        rw.worker_context(),
+        target.worker_config(prefix, str(tmp_path / "writer-cache")),
+        target.worker_config(prefix, str(tmp_path / "reader-cache")),
+        overwrites,
+        tmp_path,
+        verify="full",
+        timeout=PROCESS_TIMEOUT,
+        stop_within=20.0,
     )
-    reader = ctx.Process(
-        target=rw.reader,
-        args=(
-            target.worker_config(prefix, str(tmp_path / "reader-cache")),
-            barrier,
-            stop,
-            reader_out,
-            "full",
-        ),
-        name="reader",
-    )
-    rc.start_all([writer, reader])
-    try:
-        rw.join_all([writer], PROCESS_TIMEOUT)
-    finally:
-        stop.set()
-    rw.join_all([reader], 20.0)  # it stops after its current load
     # measured: 33-52 loads, 23-31 distinct values per run
     rc.check_reads(writer_out, reader_out, overwrites, min_loads=12, min_distinct=6)
 
@@ -627,6 +596,21 @@ def counts(backend: CountingBackend) -> dict[str, int]:
     return {op: n for op, n in backend.counts.items() if n}
 
 
+@contextlib.asynccontextmanager
+async def counted(
+    target: Target, prefix: str | None = None, **settings: Any
+) -> AsyncIterator[tuple[AsyncRegistry, CountingBackend, HttpLog]]:
+    """A registry on ``target`` whose backend calls and HTTP requests are
+    counted from zero once it is open."""
+    remote = target.backend(prefix=prefix)
+    counting = CountingBackend(remote)
+    async with AsyncRegistry(backend=counting, **settings) as reg:
+        http = await target.http_log(remote)
+        counting.reset()
+        http.take()
+        yield reg, counting, http
+
+
 def folders(http: HttpLog) -> list[tuple[str | None, str | None]]:
     """(top folder under the prefix, condition) of each request of the last take."""
     return [(s.key.split("/")[1] if s.key else None, s.condition) for s in http.last]
@@ -637,13 +621,7 @@ async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
     """save, explicit version: a large object = 1 artifact put + 1 conditional meta
     put; a small one is inlined = 1 put. At the HTTP level: as many uploads
     (on GCS multipart ones), the commit carrying the create condition."""
-    remote = target.backend()
-    counting = CountingBackend(remote)
-    async with AsyncRegistry(backend=counting, version_objects=True, cache_dir=tmp_path) as reg:
-        http = await target.http_log(remote)
-        counting.reset()
-        http.take()
-
+    async with counted(target, version_objects=True, cache_dir=tmp_path) as (reg, counting, http):
         await reg.save("big", rw.make_payload("big", 200 * KIB), version="1")
         big = counts(counting)
         assert sum(n for op, n in big.items() if op in ("put", "put_file")) == 2, big
@@ -678,12 +656,7 @@ async def test_request_counts_load(target: Target, tmp_path: Path) -> None:
         await writer.save("big", big, version="1")
         await writer.save("small", small, version="1")
 
-    remote = target.backend(prefix=prefix)
-    counting = CountingBackend(remote)
-    async with AsyncRegistry(backend=counting, cache_dir=tmp_path / "cold") as reg:
-        http = await target.http_log(remote)
-        counting.reset()
-        http.take()
+    async with counted(target, prefix, cache_dir=tmp_path / "cold") as (reg, counting, http):
 
         async def load(name: str, version: str, verify: Any) -> tuple[dict[str, int], Counter[str]]:
             counting.reset()
@@ -708,12 +681,7 @@ async def test_request_counts_load(target: Target, tmp_path: Path) -> None:
         )
 
     # "latest" on a cold cache: list + meta get + artifact get_file
-    remote = target.backend(prefix=prefix)
-    counting = CountingBackend(remote)
-    async with AsyncRegistry(backend=counting, cache_dir=tmp_path / "cold2") as reg:
-        http = await target.http_log(remote)
-        counting.reset()
-        http.take()
+    async with counted(target, prefix, cache_dir=tmp_path / "cold2") as (reg, counting, http):
         assert await reg.load("big") == big
         assert counts(counting) == {"list": 1, "get": 1, "get_file": 1}
         assert http.take() == Counter({"list": 1, "get": 2})

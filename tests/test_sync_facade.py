@@ -238,6 +238,20 @@ class GatedBackend(MemoryBackend):
 _reentry_target: Registry | None = None
 
 
+def load_seed_through_the_facade(seen: list[tuple[bool, str]]) -> Any:
+    """What the re-entrant materializers do: load "seed" through the sync
+    Registry, and record (on the runner's thread?, outcome) in ``seen``."""
+    assert _reentry_target is not None
+    on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
+    try:
+        inner = _reentry_target.load("seed")
+    except BaseException as exc:
+        seen.append((on_runner, type(exc).__name__))
+        raise
+    seen.append((on_runner, "ok"))
+    return inner
+
+
 class ReentrantBlob(BlobMaterializer):
     """A tiny blob: its ``dumps`` runs on the event loop (no thread hop) and
     calls the sync Registry from there."""
@@ -249,14 +263,7 @@ class ReentrantBlob(BlobMaterializer):
         return 1
 
     def dumps(self, obj: Any) -> bytes:
-        assert _reentry_target is not None
-        on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
-        try:
-            inner = _reentry_target.load("seed")
-        except BaseException as exc:
-            ReentrantBlob.seen.append((on_runner, type(exc).__name__))
-            raise
-        ReentrantBlob.seen.append((on_runner, "ok"))
+        inner = load_seed_through_the_facade(ReentrantBlob.seen)
         return f"{obj}+{inner}".encode()
 
     def loads(self, data: bytes, cls: type | None) -> Any:
@@ -269,14 +276,7 @@ class ReentrantFolder(Materializer):
     seen: ClassVar[list[tuple[bool, str]]] = []
 
     def save(self, obj: Any, folder: Path) -> dict[str, FileEntry]:
-        assert _reentry_target is not None
-        on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
-        try:
-            inner = _reentry_target.load("seed")
-        except BaseException as exc:
-            ReentrantFolder.seen.append((on_runner, type(exc).__name__))
-            raise
-        ReentrantFolder.seen.append((on_runner, "ok"))
+        inner = load_seed_through_the_facade(ReentrantFolder.seen)
         return {"value.txt": write_bytes(folder / "value.txt", f"{obj}+{inner}".encode())}
 
     def load(self, folder: Path, cls: type | None) -> Any:

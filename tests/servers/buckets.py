@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 
 from registry.backends.base import Backend
 from registry.exceptions import PreconditionFailed
@@ -35,32 +36,31 @@ async def _first_write(backend: Backend) -> str:
             await asyncio.sleep(0.2)
 
 
+async def _refused(write: Awaitable[object], what: str) -> None:
+    """``write`` must fail its precondition; that it succeeded is ``what``."""
+    try:
+        await write
+    except PreconditionFailed:
+        return
+    raise ServerStartError(f"{what}; MVCC tests on it would be meaningless")
+
+
 async def _self_check(server: ServerProcess, bucket: str) -> None:
     where = f"{server.name} at {server.endpoint}"
     backend = server.backend(bucket, create_bucket=True, prefix=f"self-check-{uuid.uuid4().hex}")
     try:
         first = await _first_write(backend)
-        try:
-            await backend.put("probe", b"second", mode="create")
-        except PreconditionFailed:
-            pass
-        else:
-            raise ServerStartError(
-                f"{where} ignores a create precondition: a second create of the same key "
-                "succeeded; MVCC tests on it would be meaningless"
-            )
+        await _refused(
+            backend.put("probe", b"second", mode="create"),
+            f"{where} ignores a create precondition: a second create of the same key succeeded",
+        )
         if await backend.get("probe") != b"first":
             raise ServerStartError(f"{where}: a lost create replaced the value")
         current = await backend.put("probe", b"third", if_match=first)
-        try:
-            await backend.put("probe", b"stale", if_match=first)
-        except PreconditionFailed:
-            pass
-        else:
-            raise ServerStartError(
-                f"{where} ignores a match precondition: a compare-and-swap on a stale "
-                "etag / generation succeeded"
-            )
+        await _refused(
+            backend.put("probe", b"stale", if_match=first),
+            f"{where} ignores a match precondition: a compare-and-swap on a stale etag succeeded",
+        )
         if await backend.get("probe") != b"third":
             raise ServerStartError(f"{where}: a lost compare-and-swap replaced the value")
         head = await backend.head("probe")

@@ -10,13 +10,14 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Self
+from typing import Any, Generic, Literal, Self, TypeVar, cast
 
 import msgspec
 
 from registry.backends.base import Backend
 from tests.servers import ServerProcess, prepare_bucket
 
+B = TypeVar("B", bound=Backend)
 Damage = Literal["truncated", "corrupted", "corrupted-late-range", "deleted", "inline-corrupted"]
 
 
@@ -65,8 +66,8 @@ class HttpLog:
 
 
 @dataclass(frozen=True)
-class Target(ABC):
-    """A running server and a bucket on it."""
+class Target(ABC, Generic[B]):
+    """A running server and a bucket on it; ``B``: the backend class it makes."""
 
     server: ServerProcess
     bucket: str
@@ -76,11 +77,11 @@ class Target(ABC):
     def name(self) -> str:
         return self.server.name
 
-    def backend(self, prefix: str | None = None, **options: Any) -> Backend:
+    def backend(self, prefix: str | None = None, **options: Any) -> B:
         """A backend on a fresh prefix (or the given one) in the target's bucket."""
         if prefix is None:
             prefix = f"t-{uuid.uuid4().hex}"
-        return self.server.backend(self.bucket, prefix=prefix, **options)
+        return cast(B, self.server.backend(self.bucket, prefix=prefix, **options))
 
     def with_own_bucket(self) -> Self:
         """The same server with a fresh bucket: listings on moto and fake-gcs scan

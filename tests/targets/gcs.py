@@ -51,13 +51,10 @@ class AiohttpLog(HttpLog):
 
 
 @dataclass(frozen=True)
-class GCSTarget(Target):
+class GCSTarget(Target[GCSBackend]):
     @property
     def gcs(self) -> FakeGCSServer:
         return cast(FakeGCSServer, self.server)
-
-    def backend(self, prefix: str | None = None, **options: Any) -> GCSBackend:
-        return cast(GCSBackend, super().backend(prefix, **options))
 
     def worker_config(self, prefix: str, cache_dir: str) -> dict[str, str]:
         return {

@@ -30,13 +30,10 @@ class BotocoreLog(HttpLog):
 
 
 @dataclass(frozen=True)
-class S3Target(Target):
+class S3Target(Target[S3Backend]):
     @property
     def s3(self) -> S3Server:
         return cast(S3Server, self.server)
-
-    def backend(self, prefix: str | None = None, **options: Any) -> S3Backend:
-        return cast(S3Backend, super().backend(prefix, **options))
 
     def worker_config(self, prefix: str, cache_dir: str) -> dict[str, str]:
         return {
