@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import platform
 import statistics
@@ -147,6 +148,12 @@ def print_line(result: Result) -> None:
     )
 
 
+def emit(results: list[Result], result: Result) -> None:
+    """Keep ``result`` for the summary and print its line now."""
+    results.append(result)
+    print_line(result)
+
+
 def print_table(results: Sequence[Result]) -> None:
     headers = ("benchmark", "median", "raw baseline", "vs raw", "target", "status")
     rows = [
@@ -181,6 +188,15 @@ def print_table(results: Sequence[Result]) -> None:
 
 
 # -- measuring -------------------------------------------------------------------------
+
+
+def clock(*, collect: bool = True) -> Callable[[], float]:
+    """Start a clock (after collecting garbage, so that a collection left over
+    from setup does not land in the timing); call it for the seconds since."""
+    if collect:
+        gc.collect()
+    start = time.perf_counter()
+    return lambda: time.perf_counter() - start
 
 
 def timed(func: Callable[[], Any]) -> float:
