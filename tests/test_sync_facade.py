@@ -45,6 +45,7 @@ from registry import (
 from registry._runner import Runner, get_runner
 from registry.core.types import FileEntry
 from registry.materializers.base import write_bytes
+from tests.facade_checks import check_mirror
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -907,47 +908,18 @@ def test_interpreter_exits_cleanly_with_an_unfinished_iter_load(tmp_path: Path) 
 
 # -- 10. same API as AsyncRegistry ---------------------------------------------------
 
-ONLY_ASYNC = {"aclose"}
-ONLY_SYNC = {"close", "async_registry"}
-
-
-def public_members(cls: type) -> dict[str, Any]:
-    return {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
-
-
-def parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
-    return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
-
 
 def test_sync_and_async_expose_the_same_methods_and_signatures() -> None:
-    sync, aio = public_members(Registry), public_members(AsyncRegistry)
     # AsyncRegistry's public instance attributes may be properties on the facade
     attributes = {n for n in vars(AsyncRegistry(backend=MemoryBackend())) if n[0] != "_"}
-    assert set(aio) - ONLY_ASYNC - set(sync) == set(), "methods missing from Registry"
-    assert set(sync) - ONLY_SYNC - set(aio) - attributes == set(), "methods only in Registry"
-    for name in attributes & set(sync):
-        assert isinstance(sync[name], property), f"Registry.{name} should be a property"
-
-    for name in sorted(set(aio) - ONLY_ASYNC):
-        a, s = aio[name], sync[name]
-        if isinstance(a, property):
-            assert isinstance(s, property), f"{name} is a property on AsyncRegistry only"
-            continue
-        assert inspect.isfunction(a) and inspect.isfunction(s), name
-        assert parameters(s) == parameters(a), f"Registry.{name} differs from AsyncRegistry"
-        if inspect.isasyncgenfunction(a):
-            assert inspect.isgeneratorfunction(s), f"Registry.{name} must be a generator"
-        else:
-            assert inspect.iscoroutinefunction(a), f"AsyncRegistry.{name} is not async"
-            assert not inspect.iscoroutinefunction(s), f"Registry.{name} must be sync"
-        a_overloads, s_overloads = typing.get_overloads(a), typing.get_overloads(s)
-        assert [parameters(f) for f in s_overloads] == [parameters(f) for f in a_overloads], (
-            f"Registry.{name} overloads differ from AsyncRegistry's"
-        )
-    assert parameters(Registry.close) == parameters(AsyncRegistry.aclose)
-    assert parameters(Registry.__init__) == parameters(AsyncRegistry.__init__)
-    assert inspect.iscoroutinefunction(AsyncRegistry.aclose)
-    assert not inspect.iscoroutinefunction(Registry.close)
+    check_mirror(
+        Registry,
+        AsyncRegistry,
+        only_async={"aclose"},
+        only_sync={"close", "async_registry"},
+        attributes=attributes,
+        all_async=True,
+    )
 
 
 def test_sync_exposes_the_public_attributes_of_async(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, Self, TypeVar, cast
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 import msgspec
 
@@ -88,10 +88,17 @@ class Target(ABC, Generic[B]):
         every key of a bucket, so a module that lists a lot gets its own."""
         return replace(self, bucket=prepare_bucket(self.server))
 
-    @abstractmethod
+    kind: ClassVar[str]  # what tests/race_workers.py ``make_backend`` builds from a config
+
     def worker_config(self, prefix: str, cache_dir: str) -> dict[str, str]:
         """What a worker process gets (strings only) to build its own registry
         (tests/race_workers.py ``open_registry``)."""
+        config = {"kind": self.kind, "endpoint": self.server.endpoint, "bucket": self.bucket}
+        return {**config, **self.credentials(), "prefix": prefix, "cache_dir": cache_dir}
+
+    def credentials(self) -> dict[str, str]:
+        """What a client needs besides the endpoint (none against an emulator)."""
+        return {}
 
     @abstractmethod
     async def http_log(self, backend: Backend) -> HttpLog:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote
 
 from registry.backends.base import Backend
 from registry.backends.gcs import CHUNK_QUANTUM, GCSBackend
-from tests.servers import FakeGCSServer
 from tests.targets.base import HttpLog, Sent, Target
 
 _NAME_IN_BODY = re.compile(rb'"name":\s*"([^"]+)"')
@@ -52,18 +51,7 @@ class AiohttpLog(HttpLog):
 
 @dataclass(frozen=True)
 class GCSTarget(Target[GCSBackend]):
-    @property
-    def gcs(self) -> FakeGCSServer:
-        return cast(FakeGCSServer, self.server)
-
-    def worker_config(self, prefix: str, cache_dir: str) -> dict[str, str]:
-        return {
-            "kind": "gcs",
-            "endpoint": self.gcs.endpoint,
-            "bucket": self.bucket,
-            "prefix": prefix,
-            "cache_dir": cache_dir,
-        }
+    kind = "gcs"
 
     async def http_log(self, backend: Backend) -> HttpLog:
         assert isinstance(backend, GCSBackend)

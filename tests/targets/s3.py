@@ -31,20 +31,11 @@ class BotocoreLog(HttpLog):
 
 @dataclass(frozen=True)
 class S3Target(Target[S3Backend]):
-    @property
-    def s3(self) -> S3Server:
-        return cast(S3Server, self.server)
+    kind = "s3"
 
-    def worker_config(self, prefix: str, cache_dir: str) -> dict[str, str]:
-        return {
-            "kind": "s3",
-            "endpoint": self.s3.endpoint,
-            "access_key": self.s3.access_key,
-            "secret_key": self.s3.secret_key,
-            "bucket": self.bucket,
-            "prefix": prefix,
-            "cache_dir": cache_dir,
-        }
+    def credentials(self) -> dict[str, str]:
+        server = cast(S3Server, self.server)
+        return {"access_key": server.access_key, "secret_key": server.secret_key}
 
     async def http_log(self, backend: Backend) -> HttpLog:
         assert isinstance(backend, S3Backend)
