@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from tests.servers import (
     FakeGCSServer,
     MotoServer,
     SeaweedFSServer,
+    ServerProcess,
     prepare_bucket,
     running,
 )
@@ -21,6 +23,7 @@ from tests.targets.gcs import GCSTarget
 from tests.targets.s3 import S3Target
 
 __all__ = [
+    "KINDS",
     "QUIRKS",
     "REMOTE",
     "Damage",
@@ -33,30 +36,46 @@ __all__ = [
     "started",
 ]
 
-# fixture name -> target; "gcs_fs" is fake-gcs on its filesystem backend
+# the targets the remote suite runs on: fixtures ``<name>_target``
 REMOTE = ["moto", "seaweedfs", "gcs"]
 
-QUIRKS = {
-    "moto": Quirks(dead_server_bound=20.0, own_server=MotoServer),
-    "seaweedfs": Quirks(
-        auto_saves=10, explicit_writers=4, dead_server_bound=20.0, own_server=SeaweedFSServer
+
+def _fake_gcs_on_disk() -> FakeGCSServer:
+    return FakeGCSServer("filesystem")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to start a target: its server, its client library's target class,
+    and its quirks."""
+
+    server: Callable[[], ServerProcess]
+    target: type[S3Target] | type[GCSTarget]
+    quirks: Quirks
+
+
+KINDS = {
+    "moto": Kind(MotoServer, S3Target, Quirks(dead_server_bound=20.0, own_server=MotoServer)),
+    "seaweedfs": Kind(
+        SeaweedFSServer,
+        S3Target,
+        Quirks(
+            auto_saves=10, explicit_writers=4, dead_server_bound=20.0, own_server=SeaweedFSServer
+        ),
     ),
     # fake-gcs honours preconditions on multipart uploads only, which is what
-    # the commit write is: the self-check in tests/servers/buckets.py holds it to that
-    "gcs": Quirks(own_server=lambda: FakeGCSServer("filesystem")),
-    "gcs_fs": Quirks(own_server=lambda: FakeGCSServer("filesystem")),
+    # the commit write is (tests/servers/buckets.py checks that it holds); its
+    # own server for fault tests keeps its data on disk across a restart
+    "gcs": Kind(FakeGCSServer, GCSTarget, Quirks(own_server=_fake_gcs_on_disk)),
+    "gcs_fs": Kind(_fake_gcs_on_disk, GCSTarget, Quirks(own_server=_fake_gcs_on_disk)),
 }
+QUIRKS = {name: kind.quirks for name, kind in KINDS.items()}
 
 
 @contextlib.contextmanager
-def started(kind: str) -> Iterator[Target]:
-    """The target ``kind`` (a key of :data:`QUIRKS`) with its server running."""
-    quirks = QUIRKS[kind]
-    if kind in ("moto", "seaweedfs"):
-        s3 = MotoServer() if kind == "moto" else SeaweedFSServer()
-        with running(s3) as server:
-            yield S3Target(server, prepare_bucket(server), quirks)
-    else:
-        gcs = FakeGCSServer("filesystem" if kind == "gcs_fs" else "memory")
-        with running(gcs) as server:
-            yield GCSTarget(server, prepare_bucket(server), quirks)
+def started(name: str) -> Iterator[Target]:
+    """The target ``name`` (a key of :data:`KINDS`) with its server running and
+    a self-checked bucket, until the ``with`` ends."""
+    kind = KINDS[name]
+    with running(kind.server()) as server:
+        yield kind.target(server, prepare_bucket(server), kind.quirks)

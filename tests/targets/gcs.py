@@ -34,17 +34,18 @@ class AiohttpLog(HttpLog):
         path = url.split("?", 1)[0]
         key: str | None = unquote(path.split("/o/", 1)[1]) if "/o/" in path else None
         if "uploadType" in params:
-            kind = (
-                "put" if params["uploadType"] == "multipart" else f"upload:{params['uploadType']}"
-            )
+            upload = f"{method} upload:{params['uploadType']}"
+            kind = "put" if upload == "POST upload:multipart" else upload
             body = kwargs.get("data")
             head = body.getvalue()[:4096] if hasattr(body, "getvalue") else b""
             found = _NAME_IN_BODY.search(head)  # a multipart upload names its object inside
             key = params.get("name") or (found.group(1).decode() if found else None)
         elif path.endswith("/o"):
-            kind = "list"
+            kind = "list" if method == "GET" else f"{method} list"
+        elif params.get("alt") == "media":
+            kind = "get" if method == "GET" else f"{method} media"
         else:
-            kind = "get" if params.get("alt") == "media" else f"{method} meta"
+            kind = f"{method} meta"
         condition = params.get("ifGenerationMatch")
         return Sent(kind, key, "create" if condition == "0" else condition)
 
