@@ -8,7 +8,9 @@ median(registry) / median(raw).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import os
 import platform
 import statistics
@@ -16,10 +18,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from registry.backends.local import fsync_dir
 
 MiB = 1024 * 1024
 
@@ -43,26 +47,18 @@ class Config:
 
     @classmethod
     def make(cls, *, quick: bool, root: Path, repeats: int | None = None) -> Config:
-        if quick:
-            return cls(
-                quick=True,
-                repeats=repeats or 3,
-                single_ops=150,
-                batch_size=500,
-                big_file_mib=256,
-                big_repeats=min(repeats or 2, 2),
-                array_mib=64,
-                import_runs=5,
-                root=root,
-            )
+        # quick, full: (repeats, single_ops, big_file_mib, big_repeats, array_mib)
+        rounds, single_ops, big_file_mib, big_repeats, array_mib = (
+            (3, 150, 256, 2, 64) if quick else (5, 400, 1024, 3, 256)
+        )
         return cls(
-            quick=False,
-            repeats=repeats or 5,
-            single_ops=400,
+            quick=quick,
+            repeats=repeats or rounds,
+            single_ops=single_ops,
             batch_size=500,
-            big_file_mib=1024,
-            big_repeats=min(repeats or 3, 3),
-            array_mib=256,
+            big_file_mib=big_file_mib,
+            big_repeats=min(repeats or big_repeats, big_repeats),
+            array_mib=array_mib,
             import_runs=5,
             root=root,
         )
@@ -152,6 +148,12 @@ def print_line(result: Result) -> None:
     )
 
 
+def emit(results: list[Result], result: Result) -> None:
+    """Keep ``result`` for the summary and print its line now."""
+    results.append(result)
+    print_line(result)
+
+
 def print_table(results: Sequence[Result]) -> None:
     headers = ("benchmark", "median", "raw baseline", "vs raw", "target", "status")
     rows = [
@@ -188,11 +190,30 @@ def print_table(results: Sequence[Result]) -> None:
 # -- measuring -------------------------------------------------------------------------
 
 
+def clock(*, collect: bool = True) -> Callable[[], float]:
+    """Start a clock (after collecting garbage, so that a collection left over
+    from setup does not land in the timing); call it for the seconds since."""
+    if collect:
+        gc.collect()
+    start = time.perf_counter()
+    return lambda: time.perf_counter() - start
+
+
 def timed(func: Callable[[], Any]) -> float:
     """Seconds taken by one call of ``func``."""
     start = time.perf_counter()
     func()
     return time.perf_counter() - start
+
+
+def rotation(count: int, repeats: int) -> Iterator[tuple[int, int]]:
+    """(round, run index) in the order runs go: each once per round, rotating
+    who goes first so that every run sees the same noise."""
+    order = list(range(count))
+    for round_ in range(repeats):
+        shift = round_ % count
+        for index in order[shift:] + order[:shift]:
+            yield round_, index
 
 
 def alternate(runs: Sequence[Callable[[int], float]], repeats: int) -> tuple[list[float], ...]:
@@ -202,12 +223,34 @@ def alternate(runs: Sequence[Callable[[int], float]], repeats: int) -> tuple[lis
     figures per run, in the order given.
     """
     out: tuple[list[float], ...] = tuple([] for _ in runs)
-    order = list(range(len(runs)))
-    for round_ in range(repeats):
-        shift = round_ % len(runs)
-        for index in order[shift:] + order[:shift]:
-            out[index].append(runs[index](round_))
+    for round_, index in rotation(len(runs), repeats):
+        out[index].append(runs[index](round_))
     return out
+
+
+async def alternate_async(
+    runs: Sequence[Callable[[int], Awaitable[float]]], repeats: int
+) -> tuple[list[float], ...]:
+    """:func:`alternate` for coroutines."""
+    out: tuple[list[float], ...] = tuple([] for _ in runs)
+    for round_, index in rotation(len(runs), repeats):
+        out[index].append(await runs[index](round_))
+    return out
+
+
+async def pool(count: int, width: int, job: Callable[[int], Awaitable[object]]) -> None:
+    """``job(0..count-1)`` by ``width`` workers pulling the next index, the shape
+    of the registry's own batch fan-out; the first failure propagates."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < count:
+            index = next_index
+            next_index += 1
+            await job(index)
+
+    await asyncio.gather(*(worker() for _ in range(min(width, count))))
 
 
 def _status_kib(field_name: str) -> int:
@@ -275,14 +318,6 @@ def rss_available() -> bool:
 
 
 # -- raw baselines -------------------------------------------------------------------
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def durable_write(folder: Path, name: str, data: bytes) -> None:

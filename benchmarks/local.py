@@ -15,8 +15,7 @@ import asyncio
 import gc
 import os
 import shutil
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import median
@@ -29,11 +28,13 @@ from benchmarks.common import (
     MiB,
     Result,
     alternate,
+    alternate_async,
+    clock,
     durable_copy,
     durable_write,
+    emit,
     fmt,
     fsync_dir,
-    print_line,
     rss_available,
     timed,
 )
@@ -79,25 +80,23 @@ def _at_least(value: float, target: float) -> bool:
 def raw_save_loop(folder: Path, objs: Sequence[Any]) -> float:
     """Durable writes of the JSON of ``objs``, one after another; ops/s."""
     folder.mkdir()
-    gc.collect()
-    start = time.perf_counter()
+    took = clock()
     for i, obj in enumerate(objs):
         durable_write(folder, f"{i}.json", _encode(obj))
-    return len(objs) / (time.perf_counter() - start)
+    return len(objs) / took()
 
 
 def raw_save_new_folders(folder: Path, objs: Sequence[Any]) -> float:
     """Like ``raw_save_loop`` but each file in a new folder (mkdir, fsync the
     parent), as the registry's layout needs for a new name; ops/s."""
     folder.mkdir()
-    gc.collect()
-    start = time.perf_counter()
+    took = clock()
     for i, obj in enumerate(objs):
         sub = folder / str(i)
         sub.mkdir()
         fsync_dir(folder)
         durable_write(sub, "1.json", _encode(obj))
-    return len(objs) / (time.perf_counter() - start)
+    return len(objs) / took()
 
 
 def raw_save_pool(folder: Path, objs: Sequence[Any], pool: ThreadPoolExecutor) -> float:
@@ -107,19 +106,18 @@ def raw_save_pool(folder: Path, objs: Sequence[Any], pool: ThreadPoolExecutor) -
     def write(i: int) -> None:
         durable_write(folder, f"{i}.json", _encode(objs[i]))
 
-    gc.collect()
-    start = time.perf_counter()
+    took = clock()
     list(pool.map(write, range(len(objs))))
-    return len(objs) / (time.perf_counter() - start)
+    return len(objs) / took()
 
 
 def raw_load_loop(paths: Sequence[Path]) -> float:
     """Read and decode each file, one after another; ops/s."""
-    start = time.perf_counter()
+    took = clock(collect=False)
     for path in paths:
         with open(path, "rb") as f:
             _decode(f.read())
-    return len(paths) / (time.perf_counter() - start)
+    return len(paths) / took()
 
 
 def write_plain_files(folder: Path, objs: Sequence[Any]) -> list[Path]:
@@ -132,14 +130,18 @@ def write_plain_files(folder: Path, objs: Sequence[Any]) -> list[Path]:
     return paths
 
 
+def _small_setup(config: Config, n: int, label: str) -> tuple[list[Any], Path, Registry]:
+    """``n`` small objects, a scratch folder for the raw side and a registry."""
+    objs = [small_object(i) for i in range(n)]
+    return objs, config.scratch(f"raw-{label}"), _registry(config.scratch(f"reg-{label}"))
+
+
 # -- single: one at a time through the sync facade ---------------------------------------
 
 
 def bench_single(config: Config) -> list[Result]:
     n = config.single_ops
-    objs = [small_object(i) for i in range(n)]
-    raw_root = config.scratch("raw-single")
-    reg = _registry(config.scratch("reg-single"))
+    objs, raw_root, reg = _small_setup(config, n, "single")
     results: list[Result] = []
     try:
         reg.save("warmup", objs[0])  # opens the registry, starts the runner thread
@@ -147,19 +149,17 @@ def bench_single(config: Config) -> list[Result]:
 
         def save_new_names(round_: int) -> float:
             names = [f"single-{round_}-{i}" for i in range(n)]
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             for name, obj in zip(names, objs, strict=True):
                 reg.save(name, obj)
-            return n / (time.perf_counter() - start)
+            return n / took()
 
         def save_auto_versions(round_: int) -> float:
             name = f"auto-{round_}"
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             for obj in objs:
                 version = reg.save(name, obj)
-            elapsed = time.perf_counter() - start
+            elapsed = took()
             assert version == str(n), version
             return n / elapsed
 
@@ -181,18 +181,19 @@ def bench_single(config: Config) -> list[Result]:
             ("save small, new names (sync)", new, like_for_like),
             ("save small, auto version (sync)", auto, ""),
         ):
-            result = Result(
-                label,
-                "ops/s",
-                samples,
-                "durable write",
-                raw,
-                target,
-                _at_least(median(samples), 700),
-                note=note,
+            emit(
+                results,
+                Result(
+                    label,
+                    "ops/s",
+                    samples,
+                    "durable write",
+                    raw,
+                    target,
+                    _at_least(median(samples), 700),
+                    note=note,
+                ),
             )
-            results.append(result)
-            print_line(result)
 
         # Loads: the names saved above (latest version, default verify).
         names = [f"single-0-{i}" for i in range(n)]
@@ -200,38 +201,35 @@ def bench_single(config: Config) -> list[Result]:
         assert reg.load(names[-1]) == objs[-1]
 
         def load_latest(round_: int) -> float:
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             for name in names:
                 reg.load(name)
-            return n / (time.perf_counter() - start)
+            return n / took()
 
         def load_pinned(round_: int) -> float:
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             for name in names:
                 reg.load(name, version="1")
-            return n / (time.perf_counter() - start)
+            return n / took()
 
         def raw_load(round_: int) -> float:
             gc.collect()
             return raw_load_loop(paths)
 
         latest, pinned, raw = alternate([load_latest, load_pinned, raw_load], config.repeats)
-        result = Result(
-            "load small, latest (sync)",
-            "ops/s",
-            latest,
-            "read+decode",
-            raw,
-            "≥ 3,000 ops/s",
-            _at_least(median(latest), 3000),
+        emit(
+            results,
+            Result(
+                "load small, latest (sync)",
+                "ops/s",
+                latest,
+                "read+decode",
+                raw,
+                "≥ 3,000 ops/s",
+                _at_least(median(latest), 3000),
+            ),
         )
-        results.append(result)
-        print_line(result)
-        result = Result("load small, version='1' (sync)", "ops/s", pinned, "read+decode", raw)
-        results.append(result)
-        print_line(result)
+        emit(results, Result("load small, version='1' (sync)", "ops/s", pinned, "read+decode", raw))
     finally:
         reg.close()
     return results
@@ -242,9 +240,7 @@ def bench_single(config: Config) -> list[Result]:
 
 def bench_batch(config: Config) -> list[Result]:
     n = config.batch_size
-    objs = [small_object(i) for i in range(n)]
-    raw_root = config.scratch("raw-batch")
-    reg = _registry(config.scratch("reg-batch"))
+    objs, raw_root, reg = _small_setup(config, n, "batch")
     results: list[Result] = []
     pool = ThreadPoolExecutor(max_workers=RAW_THREADS, thread_name_prefix="raw-batch")
     try:
@@ -253,10 +249,9 @@ def bench_batch(config: Config) -> list[Result]:
 
         def batch_save(round_: int) -> float:
             names = [f"batch-{round_}-{i}" for i in range(n)]
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             saved = reg.save(names, objs)
-            elapsed = time.perf_counter() - start
+            elapsed = took()
             assert not saved.failed, saved.errors
             return n / elapsed
 
@@ -264,17 +259,18 @@ def bench_batch(config: Config) -> list[Result]:
             return raw_save_pool(raw_root / f"save-{round_}", objs, pool)
 
         saves, raw = alternate([batch_save, raw_batch_save], config.repeats)
-        result = Result(
-            f"batch save {n} small (sync)",
-            "ops/s",
-            saves,
-            f"durable write, {RAW_THREADS} threads",
-            raw,
-            "≥ 2,000 ops/s",
-            _at_least(median(saves), 2000),
+        emit(
+            results,
+            Result(
+                f"batch save {n} small (sync)",
+                "ops/s",
+                saves,
+                f"durable write, {RAW_THREADS} threads",
+                raw,
+                "≥ 2,000 ops/s",
+                _at_least(median(saves), 2000),
+            ),
         )
-        results.append(result)
-        print_line(result)
 
         names = [f"batch-0-{i}" for i in range(n)]
         paths = write_plain_files(raw_root / "load", objs)
@@ -282,10 +278,9 @@ def bench_batch(config: Config) -> list[Result]:
         assert not check.failed and check.results == objs
 
         def batch_load(round_: int) -> float:
-            gc.collect()
-            start = time.perf_counter()
+            took = clock()
             loaded = reg.load(names)
-            elapsed = time.perf_counter() - start
+            elapsed = took()
             assert not loaded.failed, loaded.errors
             return n / elapsed
 
@@ -294,17 +289,18 @@ def bench_batch(config: Config) -> list[Result]:
             return raw_load_loop(paths)
 
         loads, raw = alternate([batch_load, raw_load], config.repeats)
-        result = Result(
-            f"batch load {n} small (sync)",
-            "ops/s",
-            loads,
-            "read+decode, 1 thread",
-            raw,
-            "≥ 5,000 ops/s",
-            _at_least(median(loads), 5000),
+        emit(
+            results,
+            Result(
+                f"batch load {n} small (sync)",
+                "ops/s",
+                loads,
+                "read+decode, 1 thread",
+                raw,
+                "≥ 5,000 ops/s",
+                _at_least(median(loads), 5000),
+            ),
         )
-        results.append(result)
-        print_line(result)
     finally:
         pool.shutdown()
         reg.close()
@@ -312,18 +308,6 @@ def bench_batch(config: Config) -> list[Result]:
 
 
 # -- async: AsyncRegistry directly ---------------------------------------------------------
-
-
-async def _alternate_async(
-    runs: Sequence[Callable[[int], Awaitable[float]]], repeats: int
-) -> tuple[list[float], ...]:
-    out: tuple[list[float], ...] = tuple([] for _ in runs)
-    order = list(range(len(runs)))
-    for round_ in range(repeats):
-        shift = round_ % len(runs)
-        for index in order[shift:] + order[:shift]:
-            out[index].append(await runs[index](round_))
-    return out
 
 
 async def _async_group(config: Config, areg: AsyncRegistry, raw_root: Path) -> list[Result]:
@@ -334,53 +318,46 @@ async def _async_group(config: Config, areg: AsyncRegistry, raw_root: Path) -> l
 
     async def save_new_names(round_: int) -> float:
         names = [f"async-{round_}-{i}" for i in range(n)]
-        gc.collect()
-        start = time.perf_counter()
+        took = clock()
         for name, obj in zip(names, objs, strict=True):
             await areg.save(name, obj)
-        return n / (time.perf_counter() - start)
+        return n / took()
 
     async def save_auto_versions(round_: int) -> float:
         name = f"auto-{round_}"
-        gc.collect()
-        start = time.perf_counter()
+        took = clock()
         for obj in objs:
             await areg.save(name, obj)
-        return n / (time.perf_counter() - start)
+        return n / took()
 
     async def raw_save(round_: int) -> float:
         return raw_save_loop(raw_root / f"save-{round_}", objs)
 
-    new, auto, raw = await _alternate_async(
+    new, auto, raw = await alternate_async(
         [save_new_names, save_auto_versions, raw_save], config.repeats
     )
     for label, samples in (
         ("save small, new names (async)", new),
         ("save small, auto version (async)", auto),
     ):
-        result = Result(label, "ops/s", samples, "durable write", raw)
-        results.append(result)
-        print_line(result)
+        emit(results, Result(label, "ops/s", samples, "durable write", raw))
 
     names = [f"async-0-{i}" for i in range(n)]
     paths = write_plain_files(raw_root / "load", objs)
     assert await areg.load(names[-1]) == objs[-1]
 
     async def load_latest(round_: int) -> float:
-        gc.collect()
-        start = time.perf_counter()
+        took = clock()
         for name in names:
             await areg.load(name)
-        return n / (time.perf_counter() - start)
+        return n / took()
 
     async def raw_load(round_: int) -> float:
         gc.collect()
         return raw_load_loop(paths)
 
-    loads, raw = await _alternate_async([load_latest, raw_load], config.repeats)
-    result = Result("load small, latest (async)", "ops/s", loads, "read+decode", raw)
-    results.append(result)
-    print_line(result)
+    loads, raw = await alternate_async([load_latest, raw_load], config.repeats)
+    emit(results, Result("load small, latest (async)", "ops/s", loads, "read+decode", raw))
     return results
 
 
@@ -462,25 +439,29 @@ def bench_file(config: Config) -> list[Result]:
                 _drop_versions(reg, "big")
             return size_mb / elapsed
 
-        def raw_copy_durable(round_: int) -> float:
-            dest = raw_dir / f"copy-{round_}.bin"
-            gc.collect()
-            elapsed = timed(lambda: durable_copy(src, dest))
-            dest.unlink()
-            return size_mb / elapsed
+        def raw_copier(copy: Callable[[Path, Path], object], stem: str) -> Callable[[int], float]:
+            def run(round_: int) -> float:
+                dest = raw_dir / f"{stem}-{round_}.bin"
+                gc.collect()
+                elapsed = timed(lambda: copy(src, dest))
+                dest.unlink()
+                return size_mb / elapsed
 
-        saves, raw = alternate([save, raw_copy_durable], config.big_repeats)
-        result = Result(
-            f"save {label} file (sync)",
-            "MB/s",
-            saves,
-            "copyfile+fsync",
-            raw,
-            "≥ 60% of raw",
-            median(saves) >= 0.6 * median(raw),
+            return run
+
+        saves, raw = alternate([save, raw_copier(durable_copy, "copy")], config.big_repeats)
+        emit(
+            results,
+            Result(
+                f"save {label} file (sync)",
+                "MB/s",
+                saves,
+                "copyfile+fsync",
+                raw,
+                "≥ 60% of raw",
+                median(saves) >= 0.6 * median(raw),
+            ),
         )
-        results.append(result)
-        print_line(result)
 
         def loader(verify: Verify) -> Callable[[int], float]:
             def load(round_: int) -> float:
@@ -494,22 +475,14 @@ def bench_file(config: Config) -> list[Result]:
 
             return load
 
-        def raw_copy(round_: int) -> float:
-            dest = raw_dir / f"load-{round_}.bin"
-            gc.collect()
-            elapsed = timed(lambda: shutil.copyfile(src, dest))
-            dest.unlink()
-            return size_mb / elapsed
-
-        def raw_copy_fsync(round_: int) -> float:
-            dest = raw_dir / f"load-fsync-{round_}.bin"
-            gc.collect()
-            elapsed = timed(lambda: durable_copy(src, dest))
-            dest.unlink()
-            return size_mb / elapsed
-
         checked, trusted, raw, raw_durable = alternate(
-            [loader("integrity"), loader("none"), raw_copy, raw_copy_fsync], config.big_repeats
+            [
+                loader("integrity"),
+                loader("none"),
+                raw_copier(shutil.copyfile, "load"),
+                raw_copier(durable_copy, "load-fsync"),
+            ],
+            config.big_repeats,
         )
         vs_durable = median(checked) / median(raw_durable) * 100
         result = Result(
@@ -526,19 +499,15 @@ def bench_file(config: Config) -> list[Result]:
                 f"{fmt(median(raw_durable))} MB/s: {vs_durable:.0f}%)"
             ),
         )
-        results.append(result)
-        print_line(result)
-        result = Result(f"load {label} file, verify='none'", "MB/s", trusted, "copyfile", raw)
-        results.append(result)
-        print_line(result)
+        emit(results, result)
+        emit(results, Result(f"load {label} file, verify='none'", "MB/s", trusted, "copyfile", raw))
     finally:
         reg.close()
     try:
         if rss_available():
             for op, what in (("file-save", "save"), ("file-load", "load")):
                 mem = _memory_result(f"  peak RSS, {label} {what}", op, reg_root, src, config)
-                results.append(mem)
-                print_line(mem)
+                emit(results, mem)
     finally:
         shutil.rmtree(src_dir, ignore_errors=True)
         shutil.rmtree(reg_root, ignore_errors=True)
@@ -587,9 +556,10 @@ def bench_numpy(config: Config) -> list[Result]:
             return size_mb / elapsed
 
         saves, raw = alternate([save, raw_save], config.big_repeats)
-        result = Result(f"save {mib} MiB numpy array (sync)", "MB/s", saves, "np.save+fsync", raw)
-        results.append(result)
-        print_line(result)
+        emit(
+            results,
+            Result(f"save {mib} MiB numpy array (sync)", "MB/s", saves, "np.save+fsync", raw),
+        )
 
         loaded = reg.load("array")
         assert np.array_equal(loaded, array)
@@ -610,16 +580,17 @@ def bench_numpy(config: Config) -> list[Result]:
             return size_mb / elapsed
 
         loads, raw = alternate([load, raw_load], config.big_repeats)
-        result = Result(
-            f"load {mib} MiB numpy array (sync)",
-            "MB/s",
-            loads,
-            "np.load",
-            raw,
-            note="default verify='integrity'",
+        emit(
+            results,
+            Result(
+                f"load {mib} MiB numpy array (sync)",
+                "MB/s",
+                loads,
+                "np.load",
+                raw,
+                note="default verify='integrity'",
+            ),
         )
-        results.append(result)
-        print_line(result)
     finally:
         reg.close()
     if rss_available():
@@ -630,6 +601,5 @@ def bench_numpy(config: Config) -> list[Result]:
             if op == "array-load":  # the result itself is that big: no fixed target
                 mem.target, mem.passed = "", None
                 mem.note += f"; the loaded array itself is {mib} MiB"
-            results.append(mem)
-            print_line(mem)
+            emit(results, mem)
     return results

@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.common import Config, Result, machine_header, print_table
-from benchmarks.gcs import bench_gcs
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
-from benchmarks.s3 import bench_s3
+from benchmarks.remote import bench_gcs, bench_s3
 
 GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "single": (bench_single, "small objects one at a time, sync facade"),

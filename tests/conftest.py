@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ from registry import AsyncRegistry
 from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.backends.memory import MemoryBackend
-from registry.backends.s3 import S3Backend
-from tests.gcs_fixtures import GCSTarget, gcs_fs_target, gcs_target  # noqa: F401
-from tests.s3_servers import S3Server, moto_server, prepare_bucket, seaweedfs_server
+from tests.targets import GCSTarget, S3Target, Target, started
+
+__all__ = ["GCSTarget", "S3Target", "Target"]  # what test modules import from here
 
 
 @pytest.fixture
@@ -32,38 +31,27 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGISTRY_CACHE", str(tmp_path / "cache"))
 
 
-@dataclass(frozen=True)
-class S3Target:
-    """A running server and the session's bucket on it."""
-
-    server: S3Server
-    bucket: str
-
-    @property
-    def name(self) -> str:
-        return self.server.name
-
-    def backend(self, prefix: str | None = None, **options: Any) -> S3Backend:
-        """A backend on a fresh prefix (or the given one) in the session bucket."""
-        if prefix is None:
-            prefix = f"t-{uuid.uuid4().hex}"
-        return self.server.backend(self.bucket, prefix=prefix, **options)
+# Real servers, started once per session (tests/servers/, tests/targets/):
+# moto_target, seaweedfs_target (S3Target); gcs_target (fake-gcs-server on its
+# memory backend) and gcs_fs_target (a second one on its filesystem backend),
+# both GCSTarget.
 
 
-@pytest.fixture(scope="session")
-def moto_target() -> Iterator[S3Target]:
-    with moto_server() as server:
-        yield S3Target(server, prepare_bucket(server))
+def _session_target(kind: str) -> Any:
+    def target() -> Iterator[Target]:
+        with started(kind) as running:
+            yield running
+
+    return pytest.fixture(scope="session", name=f"{kind}_target")(target)
 
 
-@pytest.fixture(scope="session")
-def seaweedfs_target() -> Iterator[S3Target]:
-    with seaweedfs_server() as server:
-        yield S3Target(server, prepare_bucket(server))
+moto_target = _session_target("moto")
+seaweedfs_target = _session_target("seaweedfs")
+gcs_target = _session_target("gcs")
+gcs_fs_target = _session_target("gcs_fs")
 
 
-# Every registry-level test runs on each of these; the remote kinds use real
-# servers started once per session (tests/s3_servers.py, tests/gcs_servers.py).
+# Every registry-level test runs on each of these.
 BACKEND_KINDS = ["memory", "local", "moto", "seaweedfs", "gcs"]
 
 
@@ -77,7 +65,7 @@ def backend_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
         return lambda: shared
     if kind == "local":
         return lambda: LocalBackend(tmp_path / "registry")
-    target: S3Target | GCSTarget = request.getfixturevalue(f"{kind}_target")
+    target: Target = request.getfixturevalue(f"{kind}_target")
     prefix = f"r-{uuid.uuid4().hex}"
     return lambda: target.backend(prefix=prefix)
 

@@ -1,9 +1,14 @@
 """Worker functions for the multi-process race and crash tests.
 
-They run in fresh interpreters (multiprocessing "spawn"), so they live in an
-importable module, take only picklable arguments and report back through small
-JSON files (a killed process cannot return anything; a file it wrote before
-dying still tells what it did).
+They run in fresh interpreters, so they live in an importable module, take
+only picklable arguments and report back through small JSON files (a killed
+process cannot return anything; a file it wrote before dying still tells what
+it did).
+
+A worker opens its registry from ``where``, a dict of strings: a local folder
+(``{"kind": "local", "root": ...}``) or a remote bucket and prefix with the
+worker's own cache folder (what ``Target.worker_config`` gives); processes on
+a remote target share nothing but the bucket, as separate machines would.
 
 Payloads are self-checking: ``make_payload(tag, size)`` carries its own tag and
 length, and ``check_payload`` rejects anything truncated, padded or mixed from
@@ -15,21 +20,26 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from registry import AsyncRegistry
+from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
 from registry.exceptions import RegistryVersionConflict
 
 KIB = 1024
 MIB = 1024 * KIB
 BARRIER_TIMEOUT = 60.0
+Where = dict[str, str]
+Verify = Literal["none", "integrity", "full"]
 
 
 # -- self-checking payloads --------------------------------------------------------
@@ -69,8 +79,38 @@ def write_json(path: str, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def open_registry(root: str, **settings: Any) -> AsyncRegistry:
-    return AsyncRegistry(backend=LocalBackend(root), **settings)
+def local(root: str | Path) -> Where:
+    return {"kind": "local", "root": str(root)}
+
+
+def make_backend(where: Where) -> Backend:
+    """The backend ``where`` names, built from plain strings."""
+    kind = where["kind"]
+    if kind == "local":
+        return LocalBackend(where["root"])
+    if kind == "s3":
+        from registry.backends.s3 import S3Backend
+
+        return S3Backend(
+            where["bucket"],
+            endpoint=where["endpoint"],
+            access_key=where["access_key"],
+            secret_key=where["secret_key"],
+            prefix=where["prefix"],
+        )
+    if kind == "gcs":
+        from registry.backends.gcs import GCSBackend
+
+        return GCSBackend(
+            bucket_name=where["bucket"], prefix=where["prefix"], endpoint=where["endpoint"]
+        )
+    raise ValueError(f"unknown kind of backend {kind!r}")
+
+
+def open_registry(where: Where, **settings: Any) -> AsyncRegistry:
+    if "cache_dir" in where:
+        settings["cache_dir"] = where["cache_dir"]
+    return AsyncRegistry(backend=make_backend(where), **settings)
 
 
 def run_reporting(out: str, main: Callable[[], Awaitable[Any]]) -> None:
@@ -92,18 +132,17 @@ def sigkill_self() -> None:
 # -- races ---------------------------------------------------------------------------
 
 
-def auto_saver(root: str, proc: int, count: int, barrier: Any, out: str) -> None:
+def auto_saver(where: Where, proc: int, count: int, barrier: Any, out: str) -> None:
     """``count`` auto-increment saves of "race:auto"; reports [(tag, version)]."""
 
     async def main() -> list[list[str]]:
         saved: list[list[str]] = []
-        async with open_registry(root, version_objects=True) as reg:
-            await reg.list_versions("race:auto")  # open the registry before the start line
+        async with open_registry(where, version_objects=True) as reg:
+            await reg.list_versions("race:auto")  # open it (client, bucket) before the start
             barrier.wait(BARRIER_TIMEOUT)
             for i in range(count):
                 tag = f"{proc}-{i}"
-                # Every fifth payload is big enough for a uuid folder; the rest
-                # are inlined in the metadata.
+                # every fifth payload gets a uuid folder (> 64 KiB), the rest are inlined
                 obj: Any = make_payload(tag, 100 * KIB) if i % 5 == 0 else tag
                 version = await reg.save("race:auto", obj, metadata={"tag": tag})
                 saved.append([tag, version])
@@ -112,12 +151,12 @@ def auto_saver(root: str, proc: int, count: int, barrier: Any, out: str) -> None
     run_reporting(out, main)
 
 
-def explicit_saver(root: str, proc: int, size: int, barrier: Any, out: str) -> None:
+def explicit_saver(where: Where, proc: int, size: int, barrier: Any, out: str) -> None:
     """Save "race:explicit" version "1.0.0"; reports "won:<version>" or "conflict"."""
 
     async def main() -> str:
         payload = make_payload(f"writer-{proc}", size)
-        async with open_registry(root) as reg:
+        async with open_registry(where) as reg:
             await reg.has_object("race:explicit")
             barrier.wait(BARRIER_TIMEOUT)
             try:
@@ -139,11 +178,11 @@ def overwrite_payload(counter: int) -> bytes:
     return make_payload(str(counter), size)
 
 
-def overwriter(root: str, first: int, last: int, barrier: Any, out: str) -> None:
+def overwriter(where: Where, first: int, last: int, barrier: Any, out: str) -> None:
     """Overwrite "race:mutable" with counters first..last."""
 
     async def main() -> int:
-        async with open_registry(root, mutable=True) as reg:
+        async with open_registry(where, mutable=True) as reg:
             await reg.has_object("race:mutable")
             barrier.wait(BARRIER_TIMEOUT)
             for counter in range(first, last + 1):
@@ -153,18 +192,19 @@ def overwriter(root: str, first: int, last: int, barrier: Any, out: str) -> None
     run_reporting(out, main)
 
 
-def reader(root: str, barrier: Any, stop: Any, out: str) -> None:
+def reader(where: Where, barrier: Any, stop: Any, out: str, verify: Verify = "integrity") -> None:
     """Load "race:mutable" until ``stop`` is set; report counters seen and errors."""
 
     async def main() -> dict[str, Any]:
         counters: list[int] = []
         errors: list[str] = []
-        async with open_registry(root) as reg:
+        async with open_registry(where) as reg:
             await reg.has_object("race:mutable")
             barrier.wait(BARRIER_TIMEOUT)
             while not stop.is_set() or not counters:
                 try:
-                    counters.append(int(check_payload(await reg.load("race:mutable"))))
+                    value = await reg.load("race:mutable", verify=verify)
+                    counters.append(int(check_payload(value)))
                 except Exception as exc:  # recorded, asserted on by the test
                     errors.append(f"{type(exc).__name__}: {exc}")
                     if len(errors) > 20:
@@ -174,13 +214,13 @@ def reader(root: str, barrier: Any, stop: Any, out: str) -> None:
     run_reporting(out, main)
 
 
-def janitor_loop(root: str, grace: float, barrier: Any, stop: Any, out: str) -> None:
+def janitor_loop(where: Where, grace: float, barrier: Any, stop: Any, out: str) -> None:
     """Run the janitor back to back until ``stop`` is set."""
 
     async def main() -> dict[str, Any]:
         runs = 0
         removed: list[str] = []
-        async with open_registry(root) as reg:
+        async with open_registry(where) as reg:
             await reg.has_object("race:mutable")
             barrier.wait(BARRIER_TIMEOUT)
             while not stop.is_set():
@@ -213,7 +253,7 @@ def crash_writer(root: str, run: int, progress: str) -> None:
     after each save returns. The test kills it with SIGKILL."""
 
     async def main(log: TextIO) -> None:
-        async with open_registry(root, version_objects=True) as reg:
+        async with open_registry(local(root), version_objects=True) as reg:
             seq = 0
             while True:
                 tag = f"run{run}-{seq}"
@@ -233,7 +273,7 @@ def crash_overwriter(root: str, first: int, progress: str) -> None:
     appending each counter to ``progress`` once its save has returned."""
 
     async def main(log: TextIO) -> None:
-        async with open_registry(root, mutable=True) as reg:
+        async with open_registry(local(root), mutable=True) as reg:
             counter = first
             while True:
                 await reg.save("crash:mutable", overwrite_payload(counter), on_conflict="overwrite")
@@ -281,7 +321,7 @@ def die_at(root: str, point: str, name: str, size: int) -> None:
         raise ValueError(f"unknown crash point {point!r}; use one of {CRASH_POINTS}")
 
     async def main() -> None:
-        async with open_registry(root, version_objects=True) as reg:
+        async with open_registry(local(root), version_objects=True) as reg:
             await reg.save(name, make_payload(name, size))
 
     asyncio.run(main())
@@ -293,9 +333,38 @@ PROCESS_TIMEOUT = 45.0
 
 
 def spawn_context() -> Any:
-    import multiprocessing
-
     return multiprocessing.get_context("spawn")
+
+
+def worker_context() -> Any:
+    """The context remote races start their workers with: "forkserver".
+
+    The fork server imports this module once and loads the client libraries
+    (botocore's S3 models cost ~1.5 s of CPU in a fresh interpreter); each
+    worker is a fork of that clean server, never of the test process. Eight
+    workers on a 2-core machine then start in well under a second instead of
+    ~10 s. "__main__" is preloaded too, so a worker does not re-import the
+    test runner's main script (pytest) on its own.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", __name__])
+    return ctx
+
+
+def _warm_up() -> None:
+    """Import both client libraries and load the S3 service model and endpoint
+    rules into the botocore loader the S3 backend shares between sessions (one
+    client, opened and closed without a request)."""
+    import registry.backends.gcs  # noqa: F401
+    from registry.backends.s3 import S3Backend
+
+    backend = S3Backend("warm-up", endpoint="http://127.0.0.1:9", access_key="-", secret_key="-")
+
+    async def make_client() -> None:
+        async with backend._new_client():
+            pass
+
+    asyncio.run(make_client())
 
 
 def join_all(procs: list[Any], timeout: float = PROCESS_TIMEOUT) -> None:
@@ -319,3 +388,12 @@ def read_report(out: str) -> Any:
         report = json.load(f)
     assert "crashed" not in report, f"worker {out} failed:\n{report['crashed']}"
     return report["result"]
+
+
+def _in_fork_server() -> bool:
+    # the fork server runs as ``python -c "from multiprocessing.forkserver import main; ..."``
+    return sys.argv == ["-c"] and "multiprocessing.forkserver" in sys.modules
+
+
+if _in_fork_server():
+    _warm_up()

@@ -9,7 +9,6 @@ uuid folders and temp files, only once they are older than the grace period.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import signal
@@ -22,10 +21,11 @@ from typing import Any, TypeVar
 import pytest
 
 from registry import AsyncRegistry
-from registry.backends.local import TEMP_MARKER, LocalBackend
+from registry.backends.local import LocalBackend
 from registry.core.types import ObjectMeta, meta_decoder
 from registry.exceptions import RegistryObjectNotFound
 from registry.materializers.base import hash_file
+from tests import race_checks as rc
 from tests import race_workers as rw
 
 T = TypeVar("T")
@@ -34,26 +34,7 @@ SIGKILLED = -signal.SIGKILL
 
 
 def run(main: Callable[[AsyncRegistry], Awaitable[T]], root: Path, **settings: Any) -> T:
-    async def wrapper() -> T:
-        async with AsyncRegistry(backend=LocalBackend(root), **settings) as reg:
-            return await main(reg)
-
-    return asyncio.run(wrapper())
-
-
-def uuid_folders(root: Path, name: str) -> set[str]:
-    folder = root / "objects" / name
-    return {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
-
-
-def temp_files(root: Path) -> list[str]:
-    """Temp and lock files anywhere under the root."""
-    return [
-        os.path.join(dirpath, filename)
-        for dirpath, _dirs, filenames in os.walk(root)
-        for filename in filenames
-        if TEMP_MARKER in filename or filename.endswith(".lock")
-    ]
+    return rc.run(main, LocalBackend(root), **settings)
 
 
 def committed_metas(root: Path, name: str) -> list[ObjectMeta]:
@@ -154,8 +135,8 @@ def test_writer_killed_at_random_moments_leaves_registry_consistent(tmp_path: Pa
 
     dry, report, referenced, next_version = run(check, root)
     assert dry.removed == report.removed, delays
-    assert temp_files(root) == [], delays
-    assert uuid_folders(root, "crash:auto") == referenced, (
+    assert rc.temp_files(root, locks=True) == [], delays
+    assert rc.folders_on_disk(root, "crash:auto") == referenced, (
         f"unreferenced uuid folders survived the janitor (kill delays {delays})"
     )
     assert next_version == str(len(metas) + 1)
@@ -196,8 +177,10 @@ def test_overwriter_killed_leaves_old_or_new_value(tmp_path: Path) -> None:
         return await reg.janitor(grace=0)
 
     run(clean, root)
-    assert temp_files(root) == [], delays
-    assert uuid_folders(root, "crash:mutable") == ({meta.uuid} if meta.inline is None else set())
+    assert rc.temp_files(root, locks=True) == [], delays
+    assert rc.folders_on_disk(root, "crash:mutable") == (
+        {meta.uuid} if meta.inline is None else set()
+    )
 
 
 # -- chosen crash points ---------------------------------------------------------------
@@ -223,10 +206,10 @@ def test_crash_at_a_chosen_point_leaves_nothing_visible(tmp_path: Path, point: s
         raise AssertionError(f"the save did not reach crash point {point}")
     assert proc.exitcode == SIGKILLED, f"expected death by SIGKILL, got {proc.exitcode}"
 
-    leftovers = uuid_folders(root, name)
+    leftovers = rc.folders_on_disk(root, name)
     assert len(leftovers) == 1, leftovers  # the artifacts were being written
     (leftover,) = leftovers
-    temps = temp_files(root)
+    temps = rc.temp_files(root, locks=True)
     if point == "before-commit":
         assert temps == []
         assert (root / "objects" / name / leftover / "data.bin").is_file()
@@ -248,8 +231,8 @@ def test_crash_at_a_chosen_point_leaves_nothing_visible(tmp_path: Path, point: s
 
     young, dry = run(check, root)
     assert young.removed == [] and young.temp_files == 0
-    assert uuid_folders(root, name) == {leftover}
-    assert temp_files(root) == temps
+    assert rc.folders_on_disk(root, name) == {leftover}
+    assert rc.temp_files(root, locks=True) == temps
     folder_key = f"objects/{name}/{leftover}"
     if point == "during-artifact-write":
         # The folder holds only a temp file: whether the janitor reports the
@@ -259,8 +242,8 @@ def test_crash_at_a_chosen_point_leaves_nothing_visible(tmp_path: Path, point: s
         allowed = [[folder_key]]
         assert young.kept_recent == 1
     assert dry.dry_run and dry.removed in allowed and dry.temp_files == len(temps)
-    assert uuid_folders(root, name) == {leftover}  # a dry run removes nothing
-    assert temp_files(root) == temps
+    assert rc.folders_on_disk(root, name) == {leftover}  # a dry run removes nothing
+    assert rc.temp_files(root, locks=True) == temps
 
     async def clean(reg: AsyncRegistry) -> tuple[Any, str, bytes]:
         report = await reg.janitor(grace=0)
@@ -270,10 +253,12 @@ def test_crash_at_a_chosen_point_leaves_nothing_visible(tmp_path: Path, point: s
 
     report, version, kept = run(clean, root)
     assert report.removed in allowed and report.temp_files == len(temps)
-    assert temp_files(root) == []
+    assert rc.temp_files(root, locks=True) == []
     assert rw.check_payload(kept) == "keep"
     assert version == "1"
-    assert uuid_folders(root, name) == set(), f"uuid folder left behind after a crash at {point}"
+    assert rc.folders_on_disk(root, name) == set(), (
+        f"uuid folder left behind after a crash at {point}"
+    )
 
 
 @pytest.mark.parametrize("shape", ["complete", "partial", "empty"])
@@ -306,7 +291,7 @@ def test_hand_written_orphan_folder(tmp_path: Path, shape: str) -> None:
         assert rw.check_payload(await reg.load("keep")) == "keep"
 
         def all_there() -> bool:
-            return all(uid in uuid_folders(root, name) for name, uid in orphans.items())
+            return all(uid in rc.folders_on_disk(root, name) for name, uid in orphans.items())
 
         young = await reg.janitor(grace=3600)
         assert all_there(), "the janitor removed a folder younger than the grace period"
@@ -324,8 +309,8 @@ def test_hand_written_orphan_folder(tmp_path: Path, shape: str) -> None:
         assert young.kept_recent == len(orphans)
         assert dry.removed == expected and report.removed == expected
     for name, uid in orphans.items():
-        assert uid not in uuid_folders(root, name), f"{shape} orphan folder {name}/{uid} left"
-    assert len(uuid_folders(root, "keep")) == 1  # the committed one
+        assert uid not in rc.folders_on_disk(root, name), f"{shape} orphan folder {name}/{uid} left"
+    assert len(rc.folders_on_disk(root, "keep")) == 1  # the committed one
 
     async def still_fine(reg: AsyncRegistry) -> bytes:
         return await reg.load("keep", verify="integrity")
@@ -363,4 +348,4 @@ def test_old_orphan_is_removed_by_the_default_grace(
     report = run(clean, root)
     assert report.removed == [f"objects/ghost/{old.name}"]
     assert report.kept_recent == 1
-    assert uuid_folders(root, "ghost") == {young.name}
+    assert rc.folders_on_disk(root, "ghost") == {young.name}

@@ -377,14 +377,21 @@ async def test_paths_round_trip(areg: AsyncRegistry, tmp_path: Path) -> None:
 # -- integrity and bad input -------------------------------------------------------------------
 
 
-async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
-    await areg.save("x", BIG)
-    info = await areg.info("x", "1")
+async def replace_artifact(areg: AsyncRegistry, name: str, data: bytes) -> str:
+    """Overwrite the one artifact of ``name`` version 1 on the backend with
+    ``data``, behind the registry's back; returns its key."""
+    info = await areg.info(name, "1")
     assert isinstance(info, dict)
     (filename,) = info["files"]
-    key = f"{objects_folder('x', info['uuid'])}/{filename}"
-    await areg.backend.put(key, BIG[:-1] + b"!")
+    key = f"{objects_folder(name, info['uuid'])}/{filename}"
+    await areg.backend.put(key, data)
     await areg.clear_cache()  # remote: drop the good cached copy
+    return key
+
+
+async def test_tampered_artifact_is_detected(areg: AsyncRegistry) -> None:
+    await areg.save("x", BIG)
+    key = await replace_artifact(areg, "x", BIG[:-1] + b"!")
     with pytest.raises(RegistryIntegrityError, match="does not match"):
         await areg.load("x")
     assert await areg.load("x", verify="none") == BIG[:-1] + b"!"
@@ -452,15 +459,10 @@ def test_every_error_shares_one_base() -> None:
 async def test_tampered_large_object_is_detected_while_loading(areg: AsyncRegistry) -> None:
     huge = bytes(range(256)) * (9 * 4096)  # 9 MiB: verified in parallel with the load
     await areg.save("x", huge)
-    info = await areg.info("x", "1")
-    (filename,) = info["files"]
-    key = f"{objects_folder('x', info['uuid'])}/{filename}"
-    await areg.backend.put(key, huge[:-1] + b"!")
-    await areg.clear_cache()  # remote: drop the good cached copy
+    await replace_artifact(areg, "x", huge[:-1] + b"!")
     with pytest.raises(RegistryIntegrityError, match="does not match"):
         await areg.load("x")
-    await areg.backend.put(key, huge)
-    await areg.clear_cache()  # remote: drop the good cached copy
+    await replace_artifact(areg, "x", huge)
     assert await areg.load("x") == huge
 
 

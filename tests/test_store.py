@@ -14,7 +14,6 @@ import tempfile
 import textwrap
 import time
 import tracemalloc
-import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from registry.store.keys import (
     validate_mount_name,
 )
 from registry.store.sync import Store
+from tests.facade_checks import check_mirror
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -198,17 +198,12 @@ async def test_constructor_takes_mounts_default_and_read_only(tmp_path: Path) ->
 
 
 async def test_unknown_mount_raises_location_not_found(store: AsyncStore) -> None:
-    for call in (
-        lambda: store.save("nope/x", 1),
-        lambda: store.load("nope/x"),
-        lambda: store.get("nope/x"),  # a missing mount is not a missing object
-        lambda: store.has_object("nope/x"),
-        lambda: store.delete("nope/x"),
-        lambda: store.list_objects("nope"),
-        lambda: store.copy("mem/x", "nope/x"),
-    ):
+    # (get too: a missing mount is not a missing object)
+    calls = [(method, "nope/x") for method in ("load", "get", "has_object", "delete")]
+    calls += [("save", "nope/x", 1), ("list_objects", "nope"), ("copy", "mem/x", "nope/x")]
+    for method, *args in calls:
         with pytest.raises(StoreLocationNotFound) as info:
-            await call()
+            await getattr(store, method)(*args)
         assert "'nope'" in str(info.value) and "mem" in str(info.value)
         assert isinstance(info.value, KeyError) and isinstance(info.value, RegistryError)
 
@@ -253,16 +248,11 @@ async def test_unqualified_read_of_a_missing_object(store: AsyncStore) -> None:
 async def test_unqualified_read_in_several_mounts_is_ambiguous(store: AsyncStore) -> None:
     await store.save("mem/twin", 1)
     await store.save("disk/twin", 2)
-    for call in (
-        lambda: store.load("twin"),
-        lambda: store.get("twin", None),
-        lambda: store.info("twin"),
-        lambda: store.list_versions("twin"),
-        lambda: store.delete("twin"),
-        lambda: store.copy("twin", "temp/twin"),
-    ):
+    calls = [(method, "twin") for method in ("load", "info", "list_versions", "delete")]
+    calls += [("get", "twin", None), ("copy", "twin", "temp/twin")]
+    for method, *args in calls:
         with pytest.raises(StoreAmbiguousObjectError) as info:
-            await call()
+            await getattr(store, method)(*args)
         assert info.value.mounts == ["mem", "disk"]
         assert "mem" in str(info.value) and "disk" in str(info.value)
         assert isinstance(info.value, RegistryError)
@@ -723,38 +713,8 @@ def test_sync_store_runs_every_operation(tmp_path: Path) -> None:
         assert isinstance(store.async_store, AsyncStore) and "Store(" in repr(store)
 
 
-ONLY_ASYNC = {"aclose"}
-ONLY_SYNC = {"close", "async_store"}
-
-
-def public_members(cls: type) -> dict[str, Any]:
-    return {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
-
-
-def parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
-    return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
-
-
 def test_sync_store_exposes_the_same_methods_and_signatures() -> None:
-    sync, aio = public_members(Store), public_members(AsyncStore)
-    assert set(aio) - ONLY_ASYNC == set(sync) - ONLY_SYNC
-    for name in sorted(set(aio) - ONLY_ASYNC):
-        a, s = aio[name], sync[name]
-        if isinstance(a, property):
-            assert isinstance(s, property), f"Store.{name} should be a property"
-            continue
-        if isinstance(a, classmethod):
-            assert isinstance(s, classmethod), f"Store.{name} should be a classmethod"
-            assert parameters(s.__func__) == parameters(a.__func__), name
-            continue
-        assert inspect.isfunction(a) and inspect.isfunction(s), name
-        assert parameters(s) == parameters(a), f"Store.{name} differs from AsyncStore"
-        assert not inspect.iscoroutinefunction(s), f"Store.{name} must be sync"
-        overloads_a, overloads_s = typing.get_overloads(a), typing.get_overloads(s)
-        assert [parameters(f) for f in overloads_s] == [parameters(f) for f in overloads_a], name
-    assert parameters(Store.__init__) == parameters(AsyncStore.__init__)
-    assert parameters(Store.close) == parameters(AsyncStore.aclose)
-    assert inspect.iscoroutinefunction(AsyncStore.aclose)
+    aio = check_mirror(Store, AsyncStore, only_async={"aclose"}, only_sync={"close", "async_store"})
     # the I/O methods are coroutines on AsyncStore; mount bookkeeping is not
     io = {"save", "load", "get", "delete", "has_object", "info", "list_objects"}
     io |= {"list_versions", "keys", "copy", "move"}

@@ -45,6 +45,7 @@ from registry import (
 from registry._runner import Runner, get_runner
 from registry.core.types import FileEntry
 from registry.materializers.base import write_bytes
+from tests.facade_checks import check_mirror
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,9 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+CAPTURE_TEXT: Any = {"capture_output": True, "text": True, "check": False}
+
+
 def script_command(code: str, *args: str) -> list[str]:
     return [sys.executable, "-W", "error::ResourceWarning", "-c", textwrap.dedent(code), *args]
 
@@ -104,15 +108,8 @@ def script_command(code: str, *args: str) -> list[str]:
 def run_script(
     code: str, tmp_path: Path, *args: str, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        script_command(code, *args),
-        cwd=tmp_path,
-        env=subprocess_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    command, env = script_command(code, *args), subprocess_env(tmp_path)
+    return subprocess.run(command, cwd=tmp_path, env=env, timeout=timeout, **CAPTURE_TEXT)
 
 
 def last_json_line(stdout: str) -> Any:
@@ -242,6 +239,20 @@ class GatedBackend(MemoryBackend):
 _reentry_target: Registry | None = None
 
 
+def load_seed_through_the_facade(seen: list[tuple[bool, str]]) -> Any:
+    """What the re-entrant materializers do: load "seed" through the sync
+    Registry, and record (on the runner's thread?, outcome) in ``seen``."""
+    assert _reentry_target is not None
+    on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
+    try:
+        inner = _reentry_target.load("seed")
+    except BaseException as exc:
+        seen.append((on_runner, type(exc).__name__))
+        raise
+    seen.append((on_runner, "ok"))
+    return inner
+
+
 class ReentrantBlob(BlobMaterializer):
     """A tiny blob: its ``dumps`` runs on the event loop (no thread hop) and
     calls the sync Registry from there."""
@@ -253,14 +264,7 @@ class ReentrantBlob(BlobMaterializer):
         return 1
 
     def dumps(self, obj: Any) -> bytes:
-        assert _reentry_target is not None
-        on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
-        try:
-            inner = _reentry_target.load("seed")
-        except BaseException as exc:
-            ReentrantBlob.seen.append((on_runner, type(exc).__name__))
-            raise
-        ReentrantBlob.seen.append((on_runner, "ok"))
+        inner = load_seed_through_the_facade(ReentrantBlob.seen)
         return f"{obj}+{inner}".encode()
 
     def loads(self, data: bytes, cls: type | None) -> Any:
@@ -273,14 +277,7 @@ class ReentrantFolder(Materializer):
     seen: ClassVar[list[tuple[bool, str]]] = []
 
     def save(self, obj: Any, folder: Path) -> dict[str, FileEntry]:
-        assert _reentry_target is not None
-        on_runner = threading.current_thread().name == RUNNER_THREAD_NAME
-        try:
-            inner = _reentry_target.load("seed")
-        except BaseException as exc:
-            ReentrantFolder.seen.append((on_runner, type(exc).__name__))
-            raise
-        ReentrantFolder.seen.append((on_runner, "ok"))
+        inner = load_seed_through_the_facade(ReentrantFolder.seen)
         return {"value.txt": write_bytes(folder / "value.txt", f"{obj}+{inner}".encode())}
 
     def load(self, folder: Path, cls: type | None) -> Any:
@@ -491,27 +488,36 @@ def test_call_from_runner_thread_raises_instead_of_deadlocking(
     assert call_with_timeout(lambda: reg.load("x"), what="load after refusal") == 1
 
 
-def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
-    private_runner: Runner, tmp_path: Path
-) -> None:
+def save_calling_the_facade(
+    reg: Registry, materializer: type[ReentrantBlob] | type[ReentrantFolder]
+) -> tuple[str | None, BaseException | None, bool, str]:
+    """Save with a materializer that calls ``reg`` back: (version, error, whether
+    the materializer ran on the runner's loop thread, its inner call's outcome)."""
     global _reentry_target
-    reg = Registry(tmp_path / "reg", version_objects=True)
     reg.save("seed", "s")
     _reentry_target = reg
-    ReentrantBlob.seen.clear()
+    materializer.seen.clear()
     try:
         try:
             version: str | None = call_with_timeout(
-                lambda: reg.save("obj", "v", materializer=ReentrantBlob),
-                what="save with a re-entrant materializer",
+                lambda: reg.save("obj", "v", materializer=materializer),
+                what=f"save with {materializer.__name__} calling the facade",
             )
             error: BaseException | None = None
         except Exception as exc:
             version, error = None, exc
     finally:
         _reentry_target = None
-    assert ReentrantBlob.seen, "the materializer was never called"
-    on_runner, inner_outcome = ReentrantBlob.seen[0]
+    assert materializer.seen, "the materializer was never called"
+    on_runner, inner_outcome = materializer.seen[0]
+    return version, error, on_runner, inner_outcome
+
+
+def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
+    private_runner: Runner, tmp_path: Path
+) -> None:
+    reg = Registry(tmp_path / "reg", version_objects=True)
+    version, error, on_runner, inner_outcome = save_calling_the_facade(reg, ReentrantBlob)
     if on_runner:  # on the loop thread: must be refused clearly
         assert inner_outcome == "RuntimeError"
         assert isinstance(error, RuntimeError) and "deadlock" in str(error), repr(error)
@@ -524,24 +530,8 @@ def test_materializer_on_the_loop_calling_the_facade_gets_a_clear_error(
 def test_materializer_in_a_worker_thread_may_call_the_facade(
     private_runner: Runner, tmp_path: Path
 ) -> None:
-    global _reentry_target
     reg = Registry(tmp_path / "reg", version_objects=True)
-    reg.save("seed", "s")
-    _reentry_target = reg
-    ReentrantFolder.seen.clear()
-    try:
-        try:
-            version: str | None = call_with_timeout(
-                lambda: reg.save("obj", "v", materializer=ReentrantFolder),
-                what="save with a folder materializer calling the facade",
-            )
-            error: BaseException | None = None
-        except Exception as exc:
-            version, error = None, exc
-    finally:
-        _reentry_target = None
-    assert ReentrantFolder.seen, "the materializer was never called"
-    on_runner, _ = ReentrantFolder.seen[0]
+    version, error, on_runner, _ = save_calling_the_facade(reg, ReentrantFolder)
     if on_runner:
         assert isinstance(error, RuntimeError) and "deadlock" in str(error), repr(error)
     else:
@@ -918,47 +908,18 @@ def test_interpreter_exits_cleanly_with_an_unfinished_iter_load(tmp_path: Path) 
 
 # -- 10. same API as AsyncRegistry ---------------------------------------------------
 
-ONLY_ASYNC = {"aclose"}
-ONLY_SYNC = {"close", "async_registry"}
-
-
-def public_members(cls: type) -> dict[str, Any]:
-    return {n: inspect.getattr_static(cls, n) for n in dir(cls) if not n.startswith("_")}
-
-
-def parameters(func: Callable[..., Any]) -> list[tuple[str, Any, Any]]:
-    return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
-
 
 def test_sync_and_async_expose_the_same_methods_and_signatures() -> None:
-    sync, aio = public_members(Registry), public_members(AsyncRegistry)
     # AsyncRegistry's public instance attributes may be properties on the facade
     attributes = {n for n in vars(AsyncRegistry(backend=MemoryBackend())) if n[0] != "_"}
-    assert set(aio) - ONLY_ASYNC - set(sync) == set(), "methods missing from Registry"
-    assert set(sync) - ONLY_SYNC - set(aio) - attributes == set(), "methods only in Registry"
-    for name in attributes & set(sync):
-        assert isinstance(sync[name], property), f"Registry.{name} should be a property"
-
-    for name in sorted(set(aio) - ONLY_ASYNC):
-        a, s = aio[name], sync[name]
-        if isinstance(a, property):
-            assert isinstance(s, property), f"{name} is a property on AsyncRegistry only"
-            continue
-        assert inspect.isfunction(a) and inspect.isfunction(s), name
-        assert parameters(s) == parameters(a), f"Registry.{name} differs from AsyncRegistry"
-        if inspect.isasyncgenfunction(a):
-            assert inspect.isgeneratorfunction(s), f"Registry.{name} must be a generator"
-        else:
-            assert inspect.iscoroutinefunction(a), f"AsyncRegistry.{name} is not async"
-            assert not inspect.iscoroutinefunction(s), f"Registry.{name} must be sync"
-        a_overloads, s_overloads = typing.get_overloads(a), typing.get_overloads(s)
-        assert [parameters(f) for f in s_overloads] == [parameters(f) for f in a_overloads], (
-            f"Registry.{name} overloads differ from AsyncRegistry's"
-        )
-    assert parameters(Registry.close) == parameters(AsyncRegistry.aclose)
-    assert parameters(Registry.__init__) == parameters(AsyncRegistry.__init__)
-    assert inspect.iscoroutinefunction(AsyncRegistry.aclose)
-    assert not inspect.iscoroutinefunction(Registry.close)
+    check_mirror(
+        Registry,
+        AsyncRegistry,
+        only_async={"aclose"},
+        only_sync={"close", "async_registry"},
+        attributes=attributes,
+        all_async=True,
+    )
 
 
 def test_sync_exposes_the_public_attributes_of_async(tmp_path: Path) -> None:

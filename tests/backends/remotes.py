@@ -36,7 +36,7 @@ from registry.backends.s3 import (
 )
 from registry.exceptions import BackendError
 from tests.backends.conftest import S3Target
-from tests.gcs_fixtures import GCSTarget
+from tests.conftest import GCSTarget
 
 MiB = 1024 * 1024
 ERROR_BOUND = 8.0  # seconds within which a misconfiguration must be reported

@@ -38,8 +38,8 @@ from registry.backends.gcs import (
 from registry.exceptions import PreconditionFailed
 from registry.testing import BackendTests
 from tests.backends.remotes import ERROR_BOUND, MiB, random_file
-from tests.gcs_fixtures import GCSTarget
-from tests.s3_servers import free_port
+from tests.conftest import GCSTarget
+from tests.servers import free_port
 
 # -- the contract ------------------------------------------------------------------------
 

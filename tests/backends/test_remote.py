@@ -40,7 +40,7 @@ from tests.backends.remotes import (
     random_file,
     remote_for,
 )
-from tests.s3_servers import free_port
+from tests.servers import free_port
 
 
 @pytest.fixture(params=REMOTES)
