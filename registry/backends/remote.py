@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 
-from registry.backends.base import DEFAULT_CONCURRENCY, Backend
+from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo
 from registry.backends.calls import request
 from registry.backends.retry import policy_for
 from registry.backends.transfer import check_key
@@ -143,10 +143,16 @@ C = TypeVar("C", bound=BucketClient)
 
 
 class RemoteBackend(Backend, Generic[C]):
-    """A bucket store; subclasses open their connection in ``_open``."""
+    """A bucket store; subclasses open their connection in ``_open`` and name
+    their listing functions (``entries``, ``delete`` of their ``listing``
+    module), which the listing calls below hand the connection to."""
 
     is_remote = True
     scheme: str
+    #: (connection, prefix, delimiter, *, folders) -> what ``list`` yields
+    list_entries: ClassVar[Callable[..., AsyncIterator[FileInfo | str]]]
+    #: (connection, keys) -> None
+    delete_keys: ClassVar[Callable[..., Awaitable[None]]]
 
     def __init__(
         self,
@@ -200,6 +206,22 @@ class RemoteBackend(Backend, Generic[C]):
                 raise
             state["connection"] = connection
             return connection
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await type(self).delete_keys(await self._connection(), keys)
+
+    async def list(
+        self, prefix: str, *, delimiter: str | None = None
+    ) -> AsyncIterator[FileInfo | str]:
+        bucket = await self._connection()
+        async for entry in type(self).list_entries(bucket, prefix, delimiter, folders=True):
+            yield entry
+
+    async def list_children(self, prefix: str) -> Sequence[str]:
+        """Keys directly under ``prefix``: one delimited listing of names, with
+        sub-folders left out (so none is probed on stores that need it)."""
+        entries = type(self).list_entries(await self._connection(), prefix, "/", folders=False)
+        return [entry.key async for entry in entries if isinstance(entry, FileInfo)]
 
     def _forget_connection(self) -> Any:
         """Drop the connection from the runtime state; returns it (or None)."""

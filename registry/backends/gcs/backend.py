@@ -5,7 +5,6 @@ running loop's client (``client.GCSBucket``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ class GCSBackend(RemoteBackend[GCSBucket]):
     """
 
     scheme = "gs"
+    list_entries = staticmethod(listing.entries)
+    delete_keys = staticmethod(listing.delete)
 
     def __init__(
         self,
@@ -135,21 +136,6 @@ class GCSBackend(RemoteBackend[GCSBucket]):
         return await uploads.put_file(
             bucket, key, Path(src), when, self.chunk_size, self.upload_chunk
         )
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        await listing.delete(await self._connection(), keys)
-
-    async def list(
-        self, prefix: str, *, delimiter: str | None = None
-    ) -> AsyncIterator[FileInfo | str]:
-        bucket = await self._connection()
-        async for entry in listing.entries(bucket, prefix, delimiter, folders=True):
-            yield entry
-
-    async def list_children(self, prefix: str) -> Sequence[str]:
-        """Keys directly under ``prefix``: one delimited listing of names only."""
-        entries = listing.entries(await self._connection(), prefix, "/", folders=False)
-        return [entry.key async for entry in entries if isinstance(entry, FileInfo)]
 
 
 #: The names the registry exports for this backend.

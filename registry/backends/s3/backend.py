@@ -4,7 +4,6 @@ running loop's client (``client.S3Bucket``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +38,8 @@ class S3Backend(RemoteBackend[S3Bucket]):
     """
 
     scheme = "s3"
+    list_entries = staticmethod(listing.entries)
+    delete_keys = staticmethod(listing.delete)
 
     def __init__(
         self,
@@ -142,19 +143,3 @@ class S3Backend(RemoteBackend[S3Bucket]):
     async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
         part_size = self.part_size or uploads.DEFAULT_PART_SIZE
         return await uploads.put_file(await self._connection(), key, Path(src), mode, part_size)
-
-    async def delete(self, keys: Sequence[str]) -> None:
-        await listing.delete(await self._connection(), keys)
-
-    async def list(
-        self, prefix: str, *, delimiter: str | None = None
-    ) -> AsyncIterator[FileInfo | str]:
-        bucket = await self._connection()
-        async for entry in listing.entries(bucket, prefix, delimiter, folders=True):
-            yield entry
-
-    async def list_children(self, prefix: str) -> Sequence[str]:
-        """Keys directly under ``prefix``: one delimited listing, folders skipped
-        (so no folder is probed on stores that need it)."""
-        entries = listing.entries(await self._connection(), prefix, "/", folders=False)
-        return [entry.key async for entry in entries if isinstance(entry, FileInfo)]
