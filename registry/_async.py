@@ -46,17 +46,11 @@ class AsyncRegistry(RegistryCore):
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         cache_max_entries: int | None = None,
     ) -> None:
+        # positional, in RegistryOptions' field order (the same as above)
         options = RegistryOptions(
-            mutable=mutable,
-            version_objects=version_objects,
-            allow_pickle=allow_pickle,
-            verify=verify,
-            inline_limit=inline_limit,
-            use_cache=use_cache,
-            cache_dir=cache_dir,
-            cache_max_bytes=cache_max_bytes,
-            cache_max_entries=cache_max_entries,
-        )
+            mutable, version_objects, allow_pickle, verify, inline_limit,
+            use_cache, cache_dir, cache_max_bytes, cache_max_entries,
+        )  # fmt: skip
         super().__init__(resolve_backend(location, backend), options)
 
     async def __aenter__(self) -> AsyncRegistry:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -130,36 +131,40 @@ async def test_crashed_download_leftovers_are_swept(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-async def test_cache_info_lists_entries_least_recently_used_first(tmp_path: Path) -> None:
-    async with AsyncRegistry(
-        remote(MemoryBackend()), version_objects=True, cache_dir=tmp_path
-    ) as reg:
-        for i in range(3):
-            await reg.save(f"m{i}", BIG + bytes([i]))
-        await reg.load("m0")  # m0 becomes the most recently used
-        info = await reg.cache_info()
-        assert [e.name for e in info.entries] == ["m1", "m2", "m0"]
-        assert [e.versions for e in info.entries] == [("1",), ("1",), ("1",)]
-        assert info.total_bytes == 3 * (len(BIG) + 1)
-        assert info.root is not None and info.root.is_relative_to(tmp_path)
-
-
-async def test_prune_cache_by_age_then_size(tmp_path: Path) -> None:
+@pytest.fixture
+async def filled(tmp_path: Path) -> AsyncIterator[AsyncRegistry]:
+    """A cached remote registry holding m0..m3 (BIG plus one byte each),
+    saved in that order, so m0 is the least recently used."""
     async with AsyncRegistry(
         remote(MemoryBackend()), version_objects=True, cache_dir=tmp_path
     ) as reg:
         for i in range(4):
             await reg.save(f"m{i}", BIG + bytes([i]))
-        entries = (await reg.cache_info()).entries
-        old = time.time() - 40 * 86400
-        os.utime(_folder(reg, entries[0]), (old, old))
-        pruned = await reg.prune_cache(older_than=30 * 86400)
-        assert [e.name for e in pruned.removed] == ["m0"]
-        pruned = await reg.prune_cache(max_bytes=len(BIG) + 1)
-        assert [e.name for e in pruned.removed] == ["m1", "m2"]
-        assert pruned.bytes == 2 * (len(BIG) + 1)
-        assert [e.name for e in (await reg.cache_info()).entries] == ["m3"]
-        assert await reg.load("m0") == BIG + b"\0"  # fetched again
+        yield reg
+
+
+async def test_cache_info_lists_entries_least_recently_used_first(
+    filled: AsyncRegistry, tmp_path: Path
+) -> None:
+    await filled.load("m0")  # m0 becomes the most recently used
+    info = await filled.cache_info()
+    assert [e.name for e in info.entries] == ["m1", "m2", "m3", "m0"]
+    assert [e.versions for e in info.entries] == [("1",)] * 4
+    assert info.total_bytes == 4 * (len(BIG) + 1)
+    assert info.root is not None and info.root.is_relative_to(tmp_path)
+
+
+async def test_prune_cache_by_age_then_size(filled: AsyncRegistry) -> None:
+    entries = (await filled.cache_info()).entries
+    old = time.time() - 40 * 86400
+    os.utime(_folder(filled, entries[0]), (old, old))
+    pruned = await filled.prune_cache(older_than=30 * 86400)
+    assert [e.name for e in pruned.removed] == ["m0"]
+    pruned = await filled.prune_cache(max_bytes=len(BIG) + 1)
+    assert [e.name for e in pruned.removed] == ["m1", "m2"]
+    assert pruned.bytes == 2 * (len(BIG) + 1)
+    assert [e.name for e in (await filled.cache_info()).entries] == ["m3"]
+    assert await filled.load("m0") == BIG + b"\0"  # fetched again
 
 
 def _folder(reg: AsyncRegistry, entry: Any) -> Path:

@@ -7,7 +7,6 @@ tests/test_remote_registry.py.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from registry.exceptions import BackendError
 from tests import race_workers as rw
 from tests.conftest import GCSTarget
 from tests.servers import FakeGCSServer, free_port, prepare_bucket
+from tests.targets.gcs import write_service_account
 
 KIB = 1024
 ERROR_BOUND = 8.0  # seconds within which a misconfiguration must be reported
@@ -89,33 +89,6 @@ def test_registry_recovers_when_the_server_returns(
 # -- misconfiguration, through a Registry ----------------------------------------------------
 
 
-def _service_account(path: Path, token_uri: str) -> None:
-    """A well-formed service-account key (a fresh RSA key) whose token endpoint
-    is ``token_uri``."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "registry-tests",
-                "private_key_id": "0",
-                "private_key": pem,
-                "client_email": "tests@registry-tests.iam.gserviceaccount.com",
-                "client_id": "0",
-                "token_uri": token_uri,
-            }
-        )
-    )
-
-
 def test_emulator_host_and_the_issue_api(
     target: GCSTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,7 +123,7 @@ def test_misconfiguration_is_a_clear_error_through_a_registry(
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     refused = tmp_path / "refused.json"  # a real key; fake-gcs answers 404 at /token
-    _service_account(refused, f"{endpoint}/token")
+    write_service_account(refused, f"{endpoint}/token")
     missing_bucket = f"no-such-bucket-{uuid.uuid4().hex[:8]}"
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
     cases: list[tuple[GCSBackend, type[Exception], str]] = [

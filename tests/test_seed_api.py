@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ import registry
 from registry import AsyncRegistry, AsyncStore, BatchResult, MemoryBackend, Registry
 from registry.backends.local import LocalBackend
 from registry.exceptions import MaterializerError, RegistryObjectNotFound
+from tests.child import load_in_child
 from tests.seed_module import MyClass, MyMaterializer
 
 pytestmark = pytest.mark.anyio
@@ -143,27 +143,6 @@ def test_cache_caps_must_be_whole_numbers(moto_target: Any) -> None:
 # -- materializers as a protocol -----------------------------------------------------------------
 
 
-def _load_in_child(reg: Registry, name: str) -> str:
-    code = (
-        "import pickle, sys\n"
-        "reg = pickle.loads(sys.stdin.buffer.read())\n"
-        "reg.async_registry.allow_pickle = False\n"
-        f"obj = reg.load({name!r})\n"
-        "print(type(obj).__module__, type(obj).__name__, obj.payload)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        input=pickle.dumps(reg),
-        capture_output=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
-
-
 @pytest.mark.parametrize("how", ["import path", "class"])
 def test_plain_materializer_registered_round_trips_across_processes(
     how: str, tmp_path: Path
@@ -181,7 +160,7 @@ def test_plain_materializer_registered_round_trips_across_processes(
         assert reg.async_registry.backend is not None
         reg.save("obj", MyClass({"n": 1}))
         assert reg.info("obj", "1")["materializer"] == "tests.seed_module.MyMaterializer"
-        assert _load_in_child(reg, "obj") == "tests.seed_module MyClass {'n': 1}"
+        assert load_in_child(reg, "obj") == "tests.seed_module MyClass {'n': 1}"
 
 
 def test_materializer_missing_a_method_is_named(tmp_path: Path) -> None:

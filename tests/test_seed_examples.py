@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ import pytest
 import registry as registry_package
 from registry import GCSBackend, LocalBackend, S3Backend
 from registry.backends.base import Backend
+from tests.child import load_in_child
 from tests.seed_module import MyClass, MyMaterializer
 
 TARGETS = ["local", "moto", "seaweedfs", "gcs"]
@@ -364,28 +362,6 @@ def test_conflict_handling(seed: SeedTarget) -> None:
 # -- Custom Materializers --------------------------------------------------------------------
 
 
-def _load_in_child(reg: registry_package.Registry, name: str, env: dict[str, str]) -> str:
-    """Load ``name`` in a fresh interpreter (allow_pickle=False) and return its repr."""
-    code = (
-        "import pickle, sys\n"
-        "reg = pickle.loads(sys.stdin.buffer.read())\n"
-        "reg.async_registry.allow_pickle = False\n"
-        f"obj = reg.load({name!r})\n"
-        "print(type(obj).__module__, type(obj).__name__, obj.payload)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        input=pickle.dumps(reg),
-        capture_output=True,
-        cwd=REPO,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode().strip()
-
-
 def test_custom_materializers(seed: SeedTarget) -> None:
     """Custom Materializers (``my_module`` is tests.seed_module, which does not import registry)"""
     my_object = MyClass({"kind": "custom", "n": 3})
@@ -405,8 +381,7 @@ def test_custom_materializers(seed: SeedTarget) -> None:
         assert info["materializer"] == "tests.seed_module.MyMaterializer"
         assert list(info["files"]) == ["my_class.json"]
         assert registry.load(name) == my_object
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    assert _load_in_child(registry, "custom:auto", env) == (
+    assert load_in_child(registry, "custom:auto") == (
         "tests.seed_module MyClass {'kind': 'custom', 'n': 3}"
     )
 

@@ -33,6 +33,7 @@ from registry import (
     RegistryVersionConflict,
 )
 from registry.backends.base import FileInfo
+from registry.store import keys as store_keys
 from registry.store.core import AsyncStore
 from registry.store.errors import (
     StoreAmbiguousObjectError,
@@ -40,13 +41,6 @@ from registry.store.errors import (
     StoreKeyFormatError,
     StoreLocationNotFound,
     StoreReadOnlyError,
-)
-from registry.store.keys import (
-    KEY_FORMAT,
-    TEMP_MOUNT,
-    StoreKey,
-    parse_store_key,
-    validate_mount_name,
 )
 from registry.store.sync import Store
 from tests.facade_checks import check_mirror
@@ -89,15 +83,18 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("x", StoreKey(None, "x", None)),
-        ("x@2", StoreKey(None, "x", "2")),
-        ("models/x", StoreKey("models", "x", None)),
-        ("models/my:model.v1@1.0.0-rc.1", StoreKey("models", "my:model.v1", "1.0.0-rc.1")),
-        ("m/x@latest", StoreKey("m", "x", "latest")),
+        ("x", store_keys.StoreKey(None, "x", None)),
+        ("x@2", store_keys.StoreKey(None, "x", "2")),
+        ("models/x", store_keys.StoreKey("models", "x", None)),
+        (
+            "models/my:model.v1@1.0.0-rc.1",
+            store_keys.StoreKey("models", "my:model.v1", "1.0.0-rc.1"),
+        ),
+        ("m/x@latest", store_keys.StoreKey("m", "x", "latest")),
     ],
 )
-def test_keys_parse(key: str, expected: StoreKey) -> None:
-    assert parse_store_key(key) == expected
+def test_keys_parse(key: str, expected: store_keys.StoreKey) -> None:
+    assert store_keys.parse_store_key(key) == expected
     assert str(expected) == key
 
 
@@ -106,14 +103,14 @@ def test_keys_parse(key: str, expected: StoreKey) -> None:
 )
 def test_bad_keys_raise_a_format_error_that_explains_the_format(key: str) -> None:
     with pytest.raises(StoreKeyFormatError) as info:
-        parse_store_key(key)
+        store_keys.parse_store_key(key)
     assert isinstance(info.value, ValueError) and isinstance(info.value, RegistryError)
-    assert KEY_FORMAT in str(info.value)
+    assert store_keys.KEY_FORMAT in str(info.value)
 
 
 def test_non_string_keys_are_a_type_error() -> None:
     with pytest.raises(TypeError, match="mount"):
-        parse_store_key(3)
+        store_keys.parse_store_key(3)
 
 
 async def test_bad_keys_fail_every_operation(store: AsyncStore) -> None:
@@ -132,7 +129,7 @@ async def test_bad_keys_fail_every_operation(store: AsyncStore) -> None:
 @pytest.mark.parametrize("name", ["", "a.b", "a:b", "a/b", "a@b", "a b", "x" * 201])
 def test_mount_names_follow_the_name_rules_without_dots_and_colons(name: str) -> None:
     with pytest.raises(ValueError, match="mount name"):
-        validate_mount_name(name)
+        store_keys.validate_mount_name(name)
     with pytest.raises(ValueError, match="mount name"):
         AsyncStore({name: memory()})
 
@@ -142,8 +139,8 @@ def test_mount_names_follow_the_name_rules_without_dots_and_colons(name: str) ->
 
 async def test_a_new_store_has_only_the_temp_mount_as_default() -> None:
     async with AsyncStore() as store:
-        assert store.list_mounts() == [TEMP_MOUNT]
-        assert store.default_mount == TEMP_MOUNT
+        assert store.list_mounts() == [store_keys.TEMP_MOUNT]
+        assert store.default_mount == store_keys.TEMP_MOUNT
         assert await store.save("x", b"one") == "1"
         assert await store.save("x", b"two") == "2"  # temp keeps versions
         assert await store.load("temp/x@1") == b"one"
@@ -166,7 +163,7 @@ async def test_add_get_remove_mounts(store: AsyncStore) -> None:
     with pytest.raises(StoreLocationNotFound):
         store.remove_mount("extra-1")
     with pytest.raises(ValueError, match="temp"):
-        store.remove_mount(TEMP_MOUNT)
+        store.remove_mount(store_keys.TEMP_MOUNT)
 
 
 async def test_default_mount_is_always_a_mounted_name(store: AsyncStore) -> None:
@@ -177,7 +174,7 @@ async def test_default_mount_is_always_a_mounted_name(store: AsyncStore) -> None
         store.set_default_mount("nope")
     assert store.default_mount == "disk"
     store.remove_mount("disk")  # removing the default resets it to temp
-    assert store.default_mount == TEMP_MOUNT
+    assert store.default_mount == store_keys.TEMP_MOUNT
     await store.save("y", 2)
     assert await store.list_objects() == ["temp/y"]
 
@@ -709,7 +706,7 @@ def test_sync_store_runs_every_operation(tmp_path: Path) -> None:
         with pytest.raises(StoreReadOnlyError):
             store["ro/z"] = 1
         store.remove_mount("mem")
-        assert store.default_mount == TEMP_MOUNT
+        assert store.default_mount == store_keys.TEMP_MOUNT
         assert isinstance(store.async_store, AsyncStore) and "Store(" in repr(store)
 
 

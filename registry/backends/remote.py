@@ -15,7 +15,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -142,17 +142,23 @@ class BucketClient(ABC):
 C = TypeVar("C", bound=BucketClient)
 
 
+class Listing(Protocol):
+    """What a store's ``listing`` module offers (each takes its connection)."""
+
+    def entries(
+        self, bucket: Any, prefix: str, delimiter: str | None, *, folders: bool
+    ) -> AsyncIterator[FileInfo | str]: ...
+
+    async def delete(self, bucket: Any, keys: Sequence[str]) -> None: ...
+
+
 class RemoteBackend(Backend, Generic[C]):
     """A bucket store; subclasses open their connection in ``_open`` and name
-    their listing functions (``entries``, ``delete`` of their ``listing``
-    module), which the listing calls below hand the connection to."""
+    their ``listing`` module, to which the calls below hand the connection."""
 
     is_remote = True
     scheme: str
-    #: (connection, prefix, delimiter, *, folders) -> what ``list`` yields
-    list_entries: ClassVar[Callable[..., AsyncIterator[FileInfo | str]]]
-    #: (connection, keys) -> None
-    delete_keys: ClassVar[Callable[..., Awaitable[None]]]
+    listing: ClassVar[Listing]  # the store's listing module
 
     def __init__(
         self,
@@ -208,19 +214,19 @@ class RemoteBackend(Backend, Generic[C]):
             return connection
 
     async def delete(self, keys: Sequence[str]) -> None:
-        await type(self).delete_keys(await self._connection(), keys)
+        await self.listing.delete(await self._connection(), keys)
 
     async def list(
         self, prefix: str, *, delimiter: str | None = None
     ) -> AsyncIterator[FileInfo | str]:
         bucket = await self._connection()
-        async for entry in type(self).list_entries(bucket, prefix, delimiter, folders=True):
+        async for entry in self.listing.entries(bucket, prefix, delimiter, folders=True):
             yield entry
 
     async def list_children(self, prefix: str) -> Sequence[str]:
         """Keys directly under ``prefix``: one delimited listing of names, with
         sub-folders left out (so none is probed on stores that need it)."""
-        entries = type(self).list_entries(await self._connection(), prefix, "/", folders=False)
+        entries = self.listing.entries(await self._connection(), prefix, "/", folders=False)
         return [entry.key async for entry in entries if isinstance(entry, FileInfo)]
 
     def _forget_connection(self) -> Any:

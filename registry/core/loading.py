@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Collection
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ async def read_artifacts(
             "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
         )
     cls = _import_class(meta.object_class)
+    reading = _Reading(materializer, meta, cls, where)
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -143,14 +145,14 @@ async def read_artifacts(
     if in_place is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: read in place from %s", where, in_place)
-        return await _load_verified(materializer, meta, in_place, cls, verify, where)
+        return await _load_verified(reading, in_place, verify)
     if cache is not None:
         cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
         if cached is not None:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s: cache hit (%s)", where, cached)
             try:
-                return await _load_verified(materializer, meta, cached, cls, verify, where)
+                return await _load_verified(reading, cached, verify)
             except RegistryIntegrityError as exc:
                 # Damaged or evicted under us: drop the copy and fetch again.
                 logger.warning("%s: cached copy dropped and fetched again (%s)", where, exc)
@@ -169,11 +171,11 @@ async def read_artifacts(
     try:
         await _download(backend, meta, folder, where)
         if cache is None:
-            return await _load_verified(materializer, meta, folder, cls, verify, where)
+            return await _load_verified(reading, folder, verify)
         final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
         try:
             # Verified while loading (large, safe materializers) or before.
-            return await _load_verified(materializer, meta, final, cls, verify, where)
+            return await _load_verified(reading, final, verify)
         except RegistryIntegrityError:
             await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
             raise
@@ -203,31 +205,32 @@ async def _download(backend: Backend, meta: ObjectMeta, folder: Path, where: str
 PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
 
 
-async def _load_verified(
-    materializer: MaterializerProtocol,
-    meta: ObjectMeta,
-    folder: Path,
-    cls: type | None,
-    verify: Verify,
-    where: str,
-) -> Any:
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One version being loaded: how, what, into which class, named how in errors."""
+
+    materializer: MaterializerProtocol
+    meta: ObjectMeta
+    cls: type | None
+    where: str
+
+
+async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any:
     """Load from ``folder``, verifying first, or, for large objects whose
     materializer reads untrusted bytes safely, in a parallel thread (hashing
     releases the GIL, so both passes run at once on two cores)."""
     if (
         verify == "none"
-        or meta.size < PARALLEL_VERIFY_BYTES
-        or not loads_untrusted_safely(materializer)
+        or reading.meta.size < PARALLEL_VERIFY_BYTES
+        or not loads_untrusted_safely(reading.materializer)
     ):
-        return await anyio.to_thread.run_sync(
-            _load_folder, materializer, meta, folder, cls, verify, where
-        )
+        return await anyio.to_thread.run_sync(_load_folder, reading, folder, verify)
     verify_error: RegistryIntegrityError | None = None
 
     async def check() -> None:
         nonlocal verify_error
         try:
-            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+            await anyio.to_thread.run_sync(_verify_folder, reading.meta, folder, reading.where)
         except RegistryIntegrityError as exc:
             verify_error = exc
 
@@ -236,9 +239,7 @@ async def _load_verified(
     async with anyio.create_task_group() as tg:
         tg.start_soon(check)
         try:
-            result = await anyio.to_thread.run_sync(
-                _load_folder, materializer, meta, folder, cls, "none", where
-            )
+            result = await anyio.to_thread.run_sync(_load_folder, reading, folder, "none")
         except Exception as exc:
             load_error = exc
     if verify_error is not None:  # explains a load error too: report it first
@@ -248,17 +249,10 @@ async def _load_verified(
     return result
 
 
-def _load_folder(
-    materializer: MaterializerProtocol,
-    meta: ObjectMeta,
-    folder: Path,
-    cls: type | None,
-    verify: Verify,
-    where: str,
-) -> Any:
+def _load_folder(reading: _Reading, folder: Path, verify: Verify) -> Any:
     if verify != "none":
-        _verify_folder(meta, folder, where)
+        _verify_folder(reading.meta, folder, reading.where)
     try:
-        return materializer.load(folder, cls)
+        return reading.materializer.load(folder, reading.cls)
     except FileNotFoundError as exc:
-        raise RegistryIntegrityError(f"{where}: artifact missing ({exc})") from None
+        raise RegistryIntegrityError(f"{reading.where}: artifact missing ({exc})") from None

@@ -40,6 +40,7 @@ from registry.testing import BackendTests
 from tests.backends.remotes import ERROR_BOUND, MiB, random_file
 from tests.conftest import GCSTarget
 from tests.servers import free_port
+from tests.targets.gcs import write_service_account
 
 # -- the contract ------------------------------------------------------------------------
 
@@ -276,32 +277,6 @@ async def test_resumable_upload_recovers_from_a_failed_chunk(
 # -- credentials ---------------------------------------------------------------------------------
 
 
-def _service_account(path: Path, token_uri: str, private_key: str | None = None) -> None:
-    if private_key is None:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private_key = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "registry-tests",
-                "private_key_id": "0",
-                "private_key": private_key,
-                "client_email": "tests@registry-tests.iam.gserviceaccount.com",
-                "client_id": "0",
-                "token_uri": token_uri,
-            }
-        )
-    )
-
-
 @pytest.mark.anyio
 async def test_bad_credentials_are_a_clear_error(gcs_target: GCSTarget, tmp_path: Path) -> None:
     """Every case reports GCSAccessDenied within seconds (gcloud-aio's own token
@@ -311,9 +286,9 @@ async def test_bad_credentials_are_a_clear_error(gcs_target: GCSTarget, tmp_path
     garbage = tmp_path / "garbage.json"
     garbage.write_text("{not json")
     bad_key = tmp_path / "bad-key.json"
-    _service_account(bad_key, f"{endpoint}/token", private_key="not a key")
+    write_service_account(bad_key, f"{endpoint}/token", private_key="not a key")
     refused = tmp_path / "refused.json"  # a real key; the token endpoint says 404
-    _service_account(refused, f"{endpoint}/token")
+    write_service_account(refused, f"{endpoint}/token")
     cases = [(missing, "cannot read"), (garbage, "not valid JSON"), (bad_key, "access token")]
     cases.append((refused, "access token"))
     for path, message in cases:
@@ -361,7 +336,7 @@ async def test_service_account_token_is_sent_and_reused(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     key = tmp_path / "sa.json"
-    _service_account(key, f"http://127.0.0.1:{server.server_address[1]}/token")
+    write_service_account(key, f"http://127.0.0.1:{server.server_address[1]}/token")
     backend = GCSBackend(
         bucket_name=gcs_target.bucket,
         prefix=f"auth-{os.urandom(4).hex()}",

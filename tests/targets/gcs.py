@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -61,3 +63,31 @@ class GCSTarget(Target[GCSBackend]):
 
     def small_ranges(self) -> dict[str, Any]:
         return {"chunk_size": CHUNK_QUANTUM}  # 256 KiB: a 1 MiB artifact in 5 GETs
+
+
+def write_service_account(path: Path, token_uri: str, private_key: str | None = None) -> None:
+    """A well-formed service-account key file (a fresh RSA key unless
+    ``private_key`` is given) whose token endpoint is ``token_uri``."""
+    if private_key is None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_key = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "registry-tests",
+                "private_key_id": "0",
+                "private_key": private_key,
+                "client_email": "tests@registry-tests.iam.gserviceaccount.com",
+                "client_id": "0",
+                "token_uri": token_uri,
+            }
+        )
+    )

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from registry.backends.base import DEFAULT_CONCURRENCY, FileInfo, PutMode
-from registry.backends.gcs import downloads, listing, uploads
+from registry.backends.gcs import downloads, uploads
+from registry.backends.gcs import listing as gcs_listing
 from registry.backends.gcs.client import GCSBucket, open_bucket
-from registry.backends.remote import RemoteBackend, endpoint_url
+from registry.backends.remote import Listing, RemoteBackend, endpoint_url
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -44,8 +45,7 @@ class GCSBackend(RemoteBackend[GCSBucket]):
     """
 
     scheme = "gs"
-    list_entries = staticmethod(listing.entries)
-    delete_keys = staticmethod(listing.delete)
+    listing: ClassVar[Listing] = gcs_listing  # list, list_children, delete: see RemoteBackend
 
     def __init__(
         self,

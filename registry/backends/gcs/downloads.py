@@ -13,17 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from registry.backends import transfer
 from registry.backends.base import FileInfo
 from registry.backends.gcs.client import GCSBucket
 from registry.backends.gcs.errors import GCSBackendError, http_status
 from registry.backends.gcs.objects import file_info, parse_time
-from registry.backends.transfer import (
-    ChangedWhileReading,
-    EmptyObject,
-    ranged_download,
-    total_from_content_range,
-    write_chunks,
-)
 from registry.exceptions import ObjectNotFound
 
 MiB = 1024 * 1024
@@ -66,7 +60,7 @@ async def get_file(bucket: GCSBucket, key: str, dest: Path, span: int) -> FileIn
         return await _get_range(bucket, key, name, fd, start, length, generation)
 
     async def identify(headers: Mapping[str, str], received: int) -> tuple[str | None, FileInfo]:
-        total = total_from_content_range(headers.get("Content-Range"), received)
+        total = transfer.total_from_content_range(headers.get("Content-Range"), received)
         generation = headers.get("X-Goog-Generation")
         if generation:
             mtime = parse_time(headers.get("Last-Modified"))
@@ -77,7 +71,7 @@ async def get_file(bucket: GCSBucket, key: str, dest: Path, span: int) -> FileIn
             raise ObjectNotFound(key)
         return None, file_info(key, resource, size=total)
 
-    return await ranged_download(
+    return await transfer.ranged_download(
         dest, key, span, bucket.concurrency, get_range, identify, GCSBackendError
     )
 
@@ -105,16 +99,16 @@ async def _get_range(
             except Exception as exc:
                 status = http_status(exc)
                 if start > 0 and status in (404, 416):
-                    raise ChangedWhileReading from exc  # replaced (shorter) or deleted
+                    raise transfer.ChangedWhileReading from exc  # replaced (shorter) or deleted
                 if status == 416:
-                    raise EmptyObject from exc
+                    raise transfer.EmptyObject from exc
                 raise
             async with stream as response:
                 got = response.headers.get("X-Goog-Generation")
                 if generation is not None and got and got != generation:
-                    raise ChangedWhileReading
+                    raise transfer.ChangedWhileReading
                 chunks = response.content.iter_chunked(_READ_CHUNK)
-                written = await write_chunks(fd, chunks, start, _WRITE_BUFFER)
+                written = await transfer.write_chunks(fd, chunks, start, _WRITE_BUFFER)
                 return response.headers, written
 
     return await bucket.retrying(attempt, "download range", key, size=lambda r: r[1])

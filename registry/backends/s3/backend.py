@@ -5,11 +5,12 @@ running loop's client (``client.S3Bucket``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from registry.backends.base import DEFAULT_CONCURRENCY, FileInfo, PutMode
-from registry.backends.remote import RemoteBackend, endpoint_url
-from registry.backends.s3 import downloads, listing, uploads
+from registry.backends.remote import Listing, RemoteBackend, endpoint_url
+from registry.backends.s3 import downloads, uploads
+from registry.backends.s3 import listing as s3_listing
 from registry.backends.s3.client import S3Bucket, new_client, open_bucket
 
 AddressingStyle = Literal["auto", "path", "virtual"]
@@ -38,8 +39,7 @@ class S3Backend(RemoteBackend[S3Bucket]):
     """
 
     scheme = "s3"
-    list_entries = staticmethod(listing.entries)
-    delete_keys = staticmethod(listing.delete)
+    listing: ClassVar[Listing] = s3_listing  # list, list_children, delete: see RemoteBackend
 
     def __init__(
         self,

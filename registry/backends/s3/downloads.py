@@ -8,17 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from registry.backends import transfer
 from registry.backends.base import FileInfo
 from registry.backends.s3.client import S3Bucket
 from registry.backends.s3.errors import S3BackendError, client_error_info
 from registry.backends.s3.objects import file_info, quote_etag
-from registry.backends.transfer import (
-    ChangedWhileReading,
-    EmptyObject,
-    ranged_download,
-    total_from_content_range,
-    write_chunks,
-)
 from registry.exceptions import ObjectNotFound
 
 MiB = 1024 * 1024
@@ -62,11 +56,11 @@ async def get_file(bucket: S3Bucket, key: str, dest: Path, span: int) -> FileInf
         return await _get_range(bucket, key, full, fd, start, length, etag)
 
     async def identify(first: dict[str, Any], received: int) -> tuple[str, FileInfo]:
-        total = total_from_content_range(first.get("ContentRange"), received)
+        total = transfer.total_from_content_range(first.get("ContentRange"), received)
         info = file_info(key, first, size=total)
         return info.etag, info
 
-    return await ranged_download(
+    return await transfer.ranged_download(
         dest, key, span, bucket.concurrency, get_range, identify, S3BackendError
     )
 
@@ -94,13 +88,13 @@ async def _get_range(
             except Exception as exc:
                 info = client_error_info(exc)
                 if info is not None and (info[0] == 416 or info[1] == "InvalidRange"):
-                    raise EmptyObject from exc
+                    raise transfer.EmptyObject from exc
                 if etag is not None and info is not None and info[0] == 412:
-                    raise ChangedWhileReading from exc
+                    raise transfer.ChangedWhileReading from exc
                 raise
             body = response["Body"]
             try:
-                written = await write_chunks(fd, _chunks(body), start, _WRITE_BUFFER)
+                written = await transfer.write_chunks(fd, _chunks(body), start, _WRITE_BUFFER)
             except BaseException:
                 body.close()
                 raise
