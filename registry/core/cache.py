@@ -11,8 +11,13 @@ A uuid folder never changes after its commit, so a cached folder is valid
 forever for its uuid; only the version -> uuid mapping (the metadata) can go
 stale, on mutable registries. Folders appear in one atomic rename of a
 completely written temp folder, so concurrent processes need no locks: the
-loser of a rename race just drops its copy. Least recently used folders are
-evicted above ``max_bytes`` or ``max_entries`` (use refreshes a folder's mtime).
+loser of a rename race just drops its copy, and a claim file makes one
+process download an entry while the others wait for it. Least recently used
+folders are evicted above ``max_bytes`` or ``max_entries`` (use refreshes a
+folder's mtime), except those a reader holds (cache_space.py).
+
+    leases/<name>@<uuid>.<owner>       readers holding an entry
+    settings.json                      the registry's settings, for offline use
 """
 
 from __future__ import annotations
@@ -24,51 +29,19 @@ import os
 import shutil
 import time
 import uuid as uuidlib
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
-
+from registry.core.cache_space import CacheEntry, CacheInfo, PruneReport, Space, folder_size
 from registry.core.types import DEFAULT_CACHE_MAX_BYTES
 
+__all__ = ["Cache", "CacheEntry", "CacheInfo", "PruneReport", "default_cache_root"]
+
 STALE_TMP_SECONDS = 3600.0
-
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One cached version's files (``versions``: the cached metadata naming
-    its uuid; empty when only the files are left)."""
-
-    name: str
-    uuid: str
-    versions: tuple[str, ...]
-    size: int
-    last_used: float
-
-
-@dataclass(frozen=True)
-class CacheInfo:
-    """What a registry's cache holds, least recently used first."""
-
-    root: Path | None  # None: this registry keeps no cache (local, or use_cache=False)
-    entries: list[CacheEntry]
-    max_bytes: int | None
-    max_entries: int | None
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(e.size for e in self.entries)
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    """What ``prune`` removed."""
-
-    removed: list[CacheEntry]
-
-    @property
-    def bytes(self) -> int:
-        return sum(e.size for e in self.removed)
+#: a download claim not renewed for this long is taken over by another process
+CLAIM_STALE_SECONDS = 30.0
+#: how often the downloading process renews its claim
+CLAIM_RENEW_SECONDS = 5.0
 
 
 def default_cache_root() -> Path:
@@ -93,43 +66,55 @@ class Cache:
         max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         max_entries: int | None = None,
     ):
-        for what, cap in (("cache_max_bytes", max_bytes), ("cache_max_entries", max_entries)):
-            if cap is not None and (not isinstance(cap, int) or cap < 0):
-                raise ValueError(f"{what} must be a whole number >= 0 or None, got {cap!r}")
         digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
         self.root = root / digest
-        self.max_bytes = max_bytes
-        self.max_entries = max_entries
+        self.space = Space(self.root, max_bytes, max_entries, self._remove)
         self._tmp_swept = False
-        # This process's running estimate of (bytes, entries); None: not scanned yet.
-        self._approx: tuple[int, int] | None = None
 
-    # -- metadata ---------------------------------------------------------------
+    @property
+    def max_bytes(self) -> int | None:
+        return self.space.max_bytes
+
+    @property
+    def max_entries(self) -> int | None:
+        return self.space.max_entries
+
+    # -- metadata and settings ----------------------------------------------------
 
     def _meta_path(self, name: str, version_key: str) -> Path:
         # Names never contain '@' or '/', so "<name>@<key>" is unambiguous.
         return self.root / "meta" / f"{name}@{version_key}.json"
 
     def read_meta(self, name: str, version_key: str) -> bytes | None:
-        try:
-            return self._meta_path(name, version_key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        return _read(self._meta_path(name, version_key))
 
     def write_meta(self, name: str, version_key: str, data: bytes) -> None:
-        # One temp file beside the target and an atomic replace: concurrent
-        # readers see the old or the new file, never a partial one.
-        path = self._meta_path(name, version_key)
-        tmp = path.with_name(f".{path.name}.{uuidlib.uuid4().hex}")
-        try:
-            tmp.write_bytes(data)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-        os.replace(tmp, path)
+        _write_atomic(self._meta_path(name, version_key), data)
 
     def drop_meta(self, name: str, version_key: str) -> None:
         self._meta_path(name, version_key).unlink(missing_ok=True)
+
+    def read_settings(self) -> bytes | None:
+        """The registry's settings file as last read online (for offline use)."""
+        return _read(self.root / "settings.json")
+
+    def write_settings(self, data: bytes) -> None:
+        _write_atomic(self.root / "settings.json", data)
+
+    def cached_versions(self) -> dict[str, list[str]]:
+        """name -> version keys with cached metadata (what offline use can see)."""
+        found: dict[str, list[str]] = {}
+        try:
+            names = os.listdir(self.root / "meta")
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for filename in names:
+            if filename.startswith(".") or not filename.endswith(".json"):
+                continue
+            name, at, key = filename[: -len(".json")].partition("@")
+            if at:
+                found.setdefault(name, []).append(key)
+        return found
 
     # -- artifact folders -------------------------------------------------------
 
@@ -144,6 +129,22 @@ class Cache:
         except (FileNotFoundError, NotADirectoryError):
             return None
         return folder
+
+    @contextlib.contextmanager
+    def reading(self, name: str, uuid: str) -> Iterator[None]:
+        """Hold the entry while it is read: eviction (by any process) skips
+        entries with a fresh lease file. A file, not flock: network
+        filesystems ignore locks, and a crashed reader's lease just ages out."""
+        lease = self.root / "leases" / f"{name}@{uuid}.{os.getpid()}-{uuidlib.uuid4().hex[:8]}"
+        try:
+            lease.touch()
+        except FileNotFoundError:
+            lease.parent.mkdir(parents=True, exist_ok=True)
+            lease.touch()
+        try:
+            yield
+        finally:
+            lease.unlink(missing_ok=True)
 
     def new_tmp(self) -> Path:
         if not self._tmp_swept:
@@ -164,7 +165,8 @@ class Cache:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process got there first
             return final
-        self._account(_folder_size(final))
+        if self.space.capped:
+            self.space.added(folder_size(final))
         return final
 
     def discard(self, name: str, uuid: str) -> None:
@@ -182,137 +184,85 @@ class Cache:
             return
         shutil.rmtree(trash, ignore_errors=True)
 
+    # -- one download per entry, whatever the number of processes -----------------
+
+    def claim_download(self, name: str, uuid: str) -> Path | None:
+        """The claim file if this process should download the entry; None if
+        another process holds a live claim (then wait for ``lookup``)."""
+        claim = self._claim_path(name, uuid)
+        for _ in range(3):
+            try:
+                fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileNotFoundError:
+                claim.parent.mkdir(parents=True, exist_ok=True)
+                continue
+            except FileExistsError:
+                if self.claim_is_live(name, uuid):
+                    return None
+                claim.unlink(missing_ok=True)  # its owner stopped renewing it
+                continue
+            os.close(fd)
+            return claim
+        return None  # contended: wait like any other non-owner, then try again
+
+    def claim_is_live(self, name: str, uuid: str) -> bool:
+        claim = self._claim_path(name, uuid)
+        try:
+            return time.time() - claim.stat().st_mtime < CLAIM_STALE_SECONDS
+        except FileNotFoundError:
+            return False
+
+    def _claim_path(self, name: str, uuid: str) -> Path:
+        return self.root / "tmp" / f"{name}@{uuid}.downloading"
+
     # -- housekeeping -----------------------------------------------------------
 
-    def _over(self, total: int, entries: int) -> bool:
-        return (self.max_bytes is not None and total > self.max_bytes) or (
-            self.max_entries is not None and entries > self.max_entries
-        )
-
-    def _account(self, added: int) -> None:
-        # A full scan only when the running estimate crosses a cap, so an
-        # adopt costs O(1) until eviction is due.
-        if self.max_bytes is None and self.max_entries is None:
-            return
-        if self._approx is None:
-            folders = self._scan()
-            self._approx = (sum(size for _, size, _ in folders), len(folders))
-        else:
-            self._approx = (self._approx[0] + added, self._approx[1] + 1)
-        if self._over(*self._approx):
-            self.evict()
-
-    def _scan(self) -> list[tuple[float, int, Path]]:
-        """(last use, bytes, folder) of every cached folder. Other processes
-        evict concurrently, so a folder that vanishes mid-scan is skipped."""
-        found = []
-        for name_dir in _subdirs(self.root / "objects"):
-            for folder in _subdirs(name_dir):
-                try:
-                    used = folder.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-                found.append((used, _folder_size(folder), folder))
-        return found
-
     def evict(self) -> int:
-        """Remove least recently used folders until under both caps.
-
-        Housekeeping: it never raises for a folder another thread or process
-        removed first.
-        """
-        if self.max_bytes is None and self.max_entries is None:
-            return 0
-        folders = sorted(self._scan())
-        total = sum(size for _, size, _ in folders)
-        entries = len(folders)
-        removed = 0
-        for _used, size, folder in folders:
-            if not self._over(total, entries):
-                break
-            self._remove(folder)
-            total -= size
-            entries -= 1
-            removed += 1
-        self._approx = (total, entries)
-        return removed
+        return self.space.evict()
 
     def info(self) -> CacheInfo:
-        """Every cached entry, least recently used first."""
-        versions: dict[tuple[str, str], list[str]] = {}
-        for path in _files(self.root / "meta"):
-            if path.name.startswith(".") or not path.name.endswith(".json"):
-                continue
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                record = msgspec.json.decode(path.read_bytes())
-                versions.setdefault((record["name"], record["uuid"]), []).append(record["version"])
-        entries = [
-            CacheEntry(
-                name=folder.parent.name,
-                uuid=folder.name,
-                versions=tuple(sorted(versions.get((folder.parent.name, folder.name), ()))),
-                size=size,
-                last_used=used,
-            )
-            for used, size, folder in sorted(self._scan())
-        ]
-        return CacheInfo(self.root, entries, self.max_bytes, self.max_entries)
+        return self.space.info()
 
     def prune(
         self, *, max_bytes: int | None = None, older_than: float | None = None
     ) -> PruneReport:
-        """Remove entries unused for ``older_than`` seconds, then least recently
-        used ones until at most ``max_bytes`` remain."""
-        if max_bytes is not None and max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
-        if older_than is not None and older_than < 0:
-            raise ValueError(f"older_than must be >= 0 seconds, got {older_than}")
-        entries = self.info().entries
-        total = sum(e.size for e in entries)
-        cutoff = time.time() - older_than if older_than is not None else None
-        removed = []
-        for entry in entries:
-            stale = cutoff is not None and entry.last_used < cutoff
-            over = max_bytes is not None and total > max_bytes
-            if not (stale or over):
-                continue
-            self._remove(self.folder(entry.name, entry.uuid))
-            total -= entry.size
-            removed.append(entry)
-        self._approx = None
-        return PruneReport(removed)
+        return self.space.prune(max_bytes=max_bytes, older_than=older_than)
 
     def clear(self) -> None:
         self._remove(self.root)
-        self._approx = None
+        self.space.forget()
 
     def _sweep_tmp(self) -> None:
         """Remove temp folders a crashed process left behind."""
         cutoff = time.time() - STALE_TMP_SECONDS
-        for path in _subdirs(self.root / "tmp"):
+        try:
+            paths = list((self.root / "tmp").iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for path in paths:
             with contextlib.suppress(OSError):
-                if path.stat().st_mtime < cutoff:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()  # a crashed downloader's claim
 
 
-def _subdirs(path: Path) -> list[Path]:
+def _read(path: Path) -> bytes | None:
     try:
-        return [p for p in path.iterdir() if p.is_dir()]
+        return path.read_bytes()
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return None
 
 
-def _files(path: Path) -> list[Path]:
+def _write_atomic(path: Path, data: bytes) -> None:
+    # One temp file beside the target and an atomic replace: concurrent
+    # readers see the old or the new file, never a partial one.
+    tmp = path.with_name(f".{path.name}.{uuidlib.uuid4().hex}")
     try:
-        return [p for p in path.iterdir() if p.is_file()]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _folder_size(folder: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for filename in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(os.path.join(dirpath, filename)).st_size
-    return total
+        tmp.write_bytes(data)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -25,11 +25,10 @@ import anyio.to_thread
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES
 from registry.core.cache import Cache
-from registry.core.fanout import fanout
+from registry.core.fetching import download, fetch_into_cache
 from registry.core.layout import objects_folder
 from registry.core.types import FileEntry, ObjectMeta, Verify
 from registry.exceptions import (
-    ObjectNotFound,
     PickleRefused,
     RegistryCorruptMetadata,
     RegistryIntegrityError,
@@ -105,12 +104,14 @@ async def read_artifacts(
     allow_pickle: bool,
     cache: Cache | None = None,
     trusted_materializers: Collection[str] = (),
+    offline: bool = False,
 ) -> Any:
     """Load the object ``meta`` describes.
 
     With ``allow_pickle=False`` the metadata is not trusted to name code: only
     built-in materializers, ``trusted_materializers`` (the registered ones) and
-    classes handed over in this process are imported.
+    classes handed over in this process are imported. ``offline``: use only
+    what the cache holds (RegistryObjectNotFound for the rest).
     """
     where = f"{meta.name}@{meta.version}"
     check_paths(meta, where)
@@ -147,59 +148,37 @@ async def read_artifacts(
             logger.debug("%s: read in place from %s", where, in_place)
         return await _load_verified(reading, in_place, verify)
     if cache is not None:
-        cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
-        if cached is not None:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s: cache hit (%s)", where, cached)
-            try:
-                return await _load_verified(reading, cached, verify)
-            except RegistryIntegrityError as exc:
-                # Damaged or evicted under us: drop the copy and fetch again.
-                logger.warning("%s: cached copy dropped and fetched again (%s)", where, exc)
-                await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+        return await _load_cached(backend, cache, reading, verify, offline)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
-            "%s: %s, downloading %d files (%d bytes) from %s",
-            where,
-            "cache miss" if cache is not None else "no cache",
-            len(meta.files),
-            meta.size,
-            backend.uri,
+            "%s: no cache, downloading %d files from %s", where, len(meta.files), backend.uri
         )
-    make_tmp = cache.new_tmp if cache is not None else lambda: Path(tempfile.mkdtemp())
-    folder = await anyio.to_thread.run_sync(make_tmp)
+    folder = await anyio.to_thread.run_sync(lambda: Path(tempfile.mkdtemp()))
     try:
-        await _download(backend, meta, folder, where)
-        if cache is None:
-            return await _load_verified(reading, folder, verify)
-        final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
-        try:
-            # Verified while loading (large, safe materializers) or before.
-            return await _load_verified(reading, final, verify)
-        except RegistryIntegrityError:
-            await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
-            raise
+        await download(backend, meta, folder, where)
+        return await _load_verified(reading, folder, verify)
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
 
 
-async def _download(backend: Backend, meta: ObjectMeta, folder: Path, where: str) -> None:
-    prefix = objects_folder(meta.name, meta.uuid)
-
-    async def download(rel: str) -> None:
-        dest = folder / rel
-        await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-        await backend.get_file(f"{prefix}/{rel}", dest)
-
-    downloaded = await fanout(download, list(meta.files), limit=backend.concurrency)
-    for index in downloaded.failed:
-        error = downloaded.errors[index]
-        if isinstance(error, ObjectNotFound):
-            raise RegistryIntegrityError(
-                f"{where}: artifact {error} is missing on {backend.uri}; restore it or save "
-                "the object again"
-            ) from error
-        raise error
+async def _load_cached(
+    backend: Backend, cache: Cache, reading: _Reading, verify: Verify, offline: bool
+) -> Any:
+    """Load through the cache, holding the entry against eviction. A cached
+    copy that fails its check is dropped and fetched again (the damage is only
+    looked for when ``verify`` is not "none"); a fresh copy that fails raises."""
+    meta, where = reading.meta, reading.where
+    with cache.reading(meta.name, meta.uuid):
+        while True:
+            folder, fresh = await fetch_into_cache(backend, cache, meta, where, offline=offline)
+            try:
+                # Verified while loading (large, safe materializers) or before.
+                return await _load_verified(reading, folder, verify)
+            except RegistryIntegrityError as exc:
+                await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+                if fresh or offline:
+                    raise
+                logger.warning("%s: cached copy dropped and fetched again (%s)", where, exc)
 
 
 PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
