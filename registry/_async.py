@@ -29,6 +29,8 @@ class AsyncRegistry(RegistryCore):
     Remote backends keep a local cache (``use_cache`` None or True; False
     keeps no copy: every load reads the backend), capped at
     ``cache_max_bytes`` and ``cache_max_entries`` (least recently used first).
+    ``offline=True`` (or ``REGISTRY_OFFLINE=1``) sends no request at all and
+    answers from that cache.
     """
 
     def __init__(
@@ -45,11 +47,12 @@ class AsyncRegistry(RegistryCore):
         cache_dir: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         cache_max_entries: int | None = None,
+        offline: bool | None = None,
     ) -> None:
         # positional, in RegistryOptions' field order (the same as above)
         options = RegistryOptions(
             mutable, version_objects, allow_pickle, verify, inline_limit,
-            use_cache, cache_dir, cache_max_bytes, cache_max_entries,
+            use_cache, cache_dir, cache_max_bytes, cache_max_entries, offline,
         )  # fmt: skip
         super().__init__(resolve_backend(location, backend), options)
 

@@ -54,6 +54,7 @@ class Registry:
         cache_dir: str | os.PathLike[str] | None = None,
         cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES,
         cache_max_entries: int | None = None,
+        offline: bool | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
             "location": location,
@@ -67,6 +68,7 @@ class Registry:
             "cache_dir": cache_dir,
             "cache_max_bytes": cache_max_bytes,
             "cache_max_entries": cache_max_entries,
+            "offline": offline,
         }
         self._lock = threading.Lock()
         self._generation = get_runner().generation
@@ -255,6 +257,31 @@ class Registry:
     def registered_materializers(self) -> dict[str, str]:
         return get_runner().run(self.async_registry.registered_materializers())
 
+    @overload
+    def prefetch(self, name: str, *, version: str = LATEST) -> str: ...
+
+    @overload
+    def prefetch(
+        self,
+        name: list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        progress: Progress | None = None,
+    ) -> BatchResult[str]: ...
+
+    def prefetch(
+        self,
+        name: str | list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        progress: Progress | None = None,
+    ) -> str | BatchResult[str]:
+        areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        result: str | BatchResult[str] = get_runner().run(
+            areg.prefetch(name, version=version, progress=progress)
+        )
+        return result
+
     def clear_cache(self) -> None:
         return get_runner().run(self.async_registry.clear_cache())
 
@@ -272,6 +299,10 @@ class Registry:
     @property
     def allow_pickle(self) -> bool:
         return self.async_registry.allow_pickle
+
+    @property
+    def offline(self) -> bool:
+        return self.async_registry.offline
 
     @property
     def verify(self) -> Verify:

@@ -17,6 +17,7 @@ __all__ = [
     "RegistryError",
     "RegistryIntegrityError",
     "RegistryObjectNotFound",
+    "RegistryOfflineError",
     "RegistryVersionConflict",
 ]
 
@@ -42,6 +43,10 @@ class RegistryVersionConflict(RegistryError):
         super().__init__(message)
         self.name = name
         self.version = version
+
+
+class RegistryOfflineError(RegistryError):
+    """The registry is offline and the operation needs the backend."""
 
 
 class RegistryIntegrityError(RegistryError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
@@ -211,6 +212,7 @@ class RemoteBackend(Backend, Generic[C]):
                 state["connection_failure"] = (time.monotonic(), exc)
                 raise
             state["connection"] = connection
+            state["abandoned"] = _close_when_abandoned(self, connection)
             return connection
 
     async def delete(self, keys: Sequence[str]) -> None:
@@ -231,6 +233,9 @@ class RemoteBackend(Backend, Generic[C]):
 
     def _forget_connection(self) -> Any:
         """Drop the connection from the runtime state; returns it (or None)."""
+        abandoned = self._runtime.pop("abandoned", None)
+        if abandoned is not None:
+            abandoned.detach()  # closed by its owner: nothing left to do at collection
         return self._runtime.pop("connection", None)
 
     async def aclose(self) -> None:
@@ -254,3 +259,37 @@ class RemoteBackend(Backend, Generic[C]):
                 await connection.close()
         elif owner is not None and owner.is_running() and not owner.is_closed():
             asyncio.run_coroutine_threadsafe(connection.close(), owner)
+
+
+def _close_when_abandoned(backend: object, connection: BucketClient) -> weakref.finalize[Any, Any]:
+    """Close ``connection`` on its loop if ``backend`` is garbage collected
+    without ``aclose`` (a registry dropped in a notebook or a function):
+    otherwise its HTTP session dies unclosed and warns."""
+    import asyncio
+
+    loop = weakref.ref(asyncio.get_running_loop())
+    finalizer = weakref.finalize(backend, _close_on_loop, connection, loop)
+    finalizer.atexit = False  # at exit the loop's owner closes what is still open
+    return finalizer
+
+
+def _close_on_loop(connection: BucketClient, loop_ref: weakref.ref[Any]) -> None:
+    import asyncio
+
+    loop: asyncio.AbstractEventLoop | None = loop_ref()
+    if loop is None or loop.is_closed() or not loop.is_running():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:  # collected on the loop's own thread
+        task = loop.create_task(connection.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+    else:
+        asyncio.run_coroutine_threadsafe(connection.close(), loop)
+
+
+# tasks closing abandoned connections (the loop keeps only weak references)
+_closing: set[Any] = set()

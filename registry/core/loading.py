@@ -161,6 +161,25 @@ async def read_artifacts(
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
 
 
+async def prefetch_files(backend: Backend, cache: Cache, meta: ObjectMeta, verify: Verify) -> None:
+    """The version's files into the cache, checked unless ``verify`` is "none"."""
+    where = f"{meta.name}@{meta.version}"
+    check_paths(meta, where)
+    with cache.reading(meta.name, meta.uuid):
+        folder, fresh = await fetch_into_cache(backend, cache, meta, where, offline=False)
+        if verify == "none":
+            return
+        try:
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+        except RegistryIntegrityError:
+            await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
+            if fresh:
+                raise
+            logger.warning("%s: cached copy was damaged; fetched again", where)
+            folder, _ = await fetch_into_cache(backend, cache, meta, where, offline=False)
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+
+
 async def _load_cached(
     backend: Backend, cache: Cache, reading: _Reading, verify: Verify, offline: bool
 ) -> Any:

@@ -10,6 +10,8 @@ Remote registries keep the last metadata they read or wrote in their cache;
 
 from __future__ import annotations
 
+import logging
+
 import msgspec
 
 from registry.backends.base import Backend
@@ -19,6 +21,8 @@ from registry.core.layout import meta_key
 from registry.core.types import ObjectMeta, RegistrySettings, Verify, meta_encoder
 from registry.core.versions import LATEST, Version, parse_version
 from registry.exceptions import RegistryCorruptMetadata, RegistryObjectNotFound
+
+logger = logging.getLogger(__name__)
 
 #: the one version of every name in a registry with version_objects=False
 UNVERSIONED = Version("1")
@@ -69,7 +73,11 @@ async def find_meta(
     if cache is not None and verify != "full":
         cached = cache.read_meta(name, key)
         if cached is not None:
-            return mvcc.decode_meta(cached, where)
+            try:
+                return decode_for(name, cached, where)
+            except RegistryCorruptMetadata as exc:  # damaged in the cache: read it again
+                logger.warning("%s: cached metadata dropped and read again (%s)", where, exc)
+                cache.drop_meta(name, key)
     data = await mvcc.read_meta_bytes(backend, name, key)
     if data is None:
         if cache is not None:

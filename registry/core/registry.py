@@ -30,9 +30,16 @@ from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_roo
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, meta_key, split_meta_key
-from registry.core.loading import read_artifacts
+from registry.core.loading import prefetch_files, read_artifacts
 from registry.core.metadata import encode_meta, explicit_version, find_meta, version_key
 from registry.core.names import parse_key, validate_name
+from registry.core.offline import (
+    cached_meta,
+    cached_names,
+    cached_versions,
+    offline_from_environment,
+    refuse,
+)
 from registry.core.settings import StoredSettings
 from registry.core.types import (
     BatchResult,
@@ -45,6 +52,7 @@ from registry.core.types import (
 from registry.core.versions import LATEST, Version
 from registry.exceptions import (
     RegistryConfigError,
+    RegistryIntegrityError,
     RegistryObjectNotFound,
     RegistryVersionConflict,
 )
@@ -77,9 +85,6 @@ class RegistryCore:
         self.allow_pickle = options.allow_pickle
         self.verify: Verify = options.verify
         self.inline_limit = options.inline_limit
-        self._stored = StoredSettings(
-            backend, mutable=options.mutable, version_objects=options.version_objects
-        )
         # A local backend is read in place: a cache would only copy it.
         self._cache = (
             Cache(
@@ -90,6 +95,21 @@ class RegistryCore:
             )
             if backend.is_remote and options.use_cache is not False
             else None
+        )
+        wanted = options.offline if options.offline is not None else offline_from_environment()
+        # Offline only means something where requests would leave the machine.
+        self.offline = bool(wanted) and backend.is_remote
+        if self.offline and self._cache is None:
+            raise RegistryConfigError(
+                "offline=True answers from the local cache, and use_cache=False keeps none; "
+                "drop one of the two"
+            )
+        self._stored = StoredSettings(
+            backend,
+            mutable=options.mutable,
+            version_objects=options.version_objects,
+            cache=self._cache,
+            offline=self.offline,
         )
 
     def __repr__(self) -> str:
@@ -106,7 +126,8 @@ class RegistryCore:
 
     async def aclose(self) -> None:
         """Close the backend's clients; the registry may be reopened by using it."""
-        await self.backend.aclose()
+        if not self.offline:  # offline, the backend was never opened
+            await self.backend.aclose()
 
     async def _open(self) -> RegistrySettings:
         return await self._stored.open()
@@ -168,6 +189,8 @@ class RegistryCore:
         """
         if on_conflict not in ("skip", "overwrite"):
             raise ValueError(f"on_conflict must be 'skip' or 'overwrite', got {on_conflict!r}")
+        if self.offline:
+            raise refuse("save")
         settings = await self._open()
         if on_conflict == "overwrite" and not settings.mutable:
             raise RegistryConfigError(
@@ -327,15 +350,17 @@ class RegistryCore:
     async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
         started = time.perf_counter()
         meta = await self._meta(name, version, verify)
-        settings = await self._open()
-        obj = await read_artifacts(
-            self.backend,
-            meta,
-            verify=verify,
-            allow_pickle=self.allow_pickle,
-            cache=self._cache,
-            trusted_materializers=settings.materializers.values(),
-        )
+        try:
+            obj = await self._read(meta, verify)
+        except RegistryIntegrityError as exc:
+            if self._cache is None or self.offline or verify == "full":
+                raise
+            # The cached metadata may be the damaged part: read it again from
+            # the backend, and load once more with that.
+            logger.warning("%s@%s: cached metadata dropped and read again (%s)", name, version, exc)
+            self._cache.drop_meta(name, Version(meta.version).key)
+            meta = await self._meta(name, version, "full")
+            obj = await self._read(meta, verify)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "loaded %s@%s (asked for %s): %d bytes, verify=%s, from %s in %.1f ms",
@@ -348,6 +373,18 @@ class RegistryCore:
                 (time.perf_counter() - started) * 1000,
             )
         return obj
+
+    async def _read(self, meta: ObjectMeta, verify: Verify) -> Any:
+        settings = await self._open()
+        return await read_artifacts(
+            self.backend,
+            meta,
+            verify=verify,
+            allow_pickle=self.allow_pickle,
+            cache=self._cache,
+            trusted_materializers=settings.materializers.values(),
+            offline=self.offline,
+        )
 
     async def iter_load(
         self,
@@ -396,6 +433,9 @@ class RegistryCore:
         """Committed metadata of a version ("latest" resolved by listing)."""
         validate_name(name)
         settings = await self._open()
+        if self.offline:
+            assert self._cache is not None
+            return cached_meta(self._cache, settings, name, version)
         return await find_meta(
             self.backend, self._cache, settings, name, version, verify or self.verify
         )
@@ -431,6 +471,8 @@ class RegistryCore:
 
     async def _delete_one(self, name: str, version: str | None) -> None:
         validate_name(name)
+        if self.offline:
+            raise refuse("delete")
         if version is None:
             live = await mvcc.live_versions(self.backend, name)
             if not live:
@@ -468,6 +510,12 @@ class RegistryCore:
     async def _has_one(self, name: str, version: str) -> bool:
         validate_name(name)
         settings = await self._open()
+        if self.offline:
+            try:
+                await self._meta(name, version)
+            except RegistryObjectNotFound:
+                return False
+            return True
         if version == LATEST and settings.version_objects:
             return bool(await mvcc.live_versions(self.backend, name))
         key = version_key(version, settings)
@@ -527,6 +575,11 @@ class RegistryCore:
 
     async def _live_metas(self, name: str) -> list[ObjectMeta]:
         validate_name(name)
+        if self.offline:
+            assert self._cache is not None
+            settings = await self._open()
+            found = cached_versions(self._cache, name)
+            return [cached_meta(self._cache, settings, name, v.key) for v in found]
         live = await mvcc.live_versions(self.backend, name)
 
         async def read(version: Version) -> ObjectMeta | None:
@@ -539,6 +592,9 @@ class RegistryCore:
     async def list_objects(self) -> list[str]:
         """Names with at least one live version, sorted."""
         await self._open()
+        if self.offline:
+            assert self._cache is not None
+            return cached_names(self._cache)
         names: set[str] = set()
         async for entry in self.backend.list(META_ROOT):
             if isinstance(entry, str) or entry.size == 0:
@@ -579,11 +635,56 @@ class RegistryCore:
             raise ValueError(
                 f"object_class must be a class or its import path 'module.Class', got {object_class!r}"
             )
+        if self.offline:
+            raise refuse("register_materializer")
         await self._stored.register_materializer(cls_path, materializer_path(materializer))
 
     async def registered_materializers(self) -> dict[str, str]:
         """The stored class -> materializer table (built-ins not included)."""
         return dict((await self._stored.refresh()).materializers)
+
+    @overload
+    async def prefetch(self, name: str, *, version: str = LATEST) -> str: ...
+
+    @overload
+    async def prefetch(
+        self,
+        name: list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        progress: Progress | None = None,
+    ) -> BatchResult[str]: ...
+
+    async def prefetch(
+        self,
+        name: str | list[str],
+        *,
+        version: str | Sequence[str] = LATEST,
+        progress: Progress | None = None,
+    ) -> str | BatchResult[str]:
+        """Fill the local cache without building the objects, so a job can warm
+        a node before it goes offline; returns the version fetched (a list of
+        names: a BatchResult). Files are checked as ``verify`` says. A no-op
+        without a cache (local registries are read in place)."""
+        if self.offline:
+            raise refuse("prefetch")
+        if isinstance(name, list):
+            versions = per_item(version, len(name), "version")
+
+            async def one(item: tuple[str, str | None]) -> str:
+                return await self._prefetch_one(item[0], item[1] or LATEST)
+
+            items = list(zip(name, versions, strict=True))
+            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+        if not isinstance(version, str):
+            raise TypeError("version must be a str for a single prefetch (lists are for batches)")
+        return await self._prefetch_one(name, version)
+
+    async def _prefetch_one(self, name: str, version: str) -> str:
+        meta = await self._meta(name, version, "full")  # the current metadata, now cached
+        if self._cache is not None and meta.inline is None:
+            await prefetch_files(self.backend, self._cache, meta, self.verify)
+        return meta.version
 
     async def clear_cache(self) -> None:
         """Empty this registry's local cache (remote backends only; else a no-op)."""
@@ -610,5 +711,7 @@ class RegistryCore:
 
     async def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         """Remove uuid folders that no version references (see core.janitor)."""
+        if self.offline:
+            raise refuse("janitor")
         await self._open()
         return await run_janitor(self.backend, grace=grace, dry_run=dry_run)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from registry.backends.base import Backend
+from registry.core.cache import Cache
 from registry.core.layout import SETTINGS_KEY
 from registry.core.types import RegistrySettings, settings_decoder
 from registry.exceptions import (
@@ -25,10 +26,18 @@ class StoredSettings:
     """One registry's settings file, read once and cached in memory."""
 
     def __init__(
-        self, backend: Backend, *, mutable: bool | None, version_objects: bool | None
+        self,
+        backend: Backend,
+        *,
+        mutable: bool | None,
+        version_objects: bool | None,
+        cache: Cache | None = None,
+        offline: bool = False,
     ) -> None:
         self.backend = backend
         self._requested = {"mutable": mutable, "version_objects": version_objects}
+        self._cache = cache  # keeps a copy for offline use
+        self._offline = offline
         self.current: RegistrySettings | None = None
 
     def __getstate__(self) -> dict[str, object]:
@@ -40,6 +49,9 @@ class StoredSettings:
         """The settings, creating the file if the registry is new."""
         if self.current is not None:
             return self.current
+        if self._offline:
+            self.current = self._cached() or RegistrySettings()
+            return self.current
         settings = await self.read()
         if settings is None:
             fresh = RegistrySettings(
@@ -47,7 +59,10 @@ class StoredSettings:
                 version_objects=bool(self._requested["version_objects"]),
             )
             try:
-                await self.backend.put(SETTINGS_KEY, msgspec.json.encode(fresh), mode="create")
+                encoded = msgspec.json.encode(fresh)
+                await self.backend.put(SETTINGS_KEY, encoded, mode="create")
+                if self._cache is not None:
+                    self._cache.write_settings(encoded)
                 settings = fresh
             except PreconditionFailed:  # another process created it first
                 settings = await self.read()
@@ -70,11 +85,25 @@ class StoredSettings:
             self.current = fresh
         return await self.open()
 
+    def _cached(self) -> RegistrySettings | None:
+        """The copy kept by the cache (None: never opened online, or damaged)."""
+        data = self._cache.read_settings() if self._cache is not None else None
+        if data is None:
+            return None
+        try:
+            return settings_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+
     async def read(self) -> RegistrySettings | None:
+        if self._offline:
+            return self._cached()
         try:
             data = await self.backend.get(SETTINGS_KEY)
         except ObjectNotFound:
             return None
+        if self._cache is not None:
+            self._cache.write_settings(data)
         try:
             return settings_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -101,4 +130,6 @@ class StoredSettings:
             except PreconditionFailed:
                 continue  # someone else changed the table: merge again
             self.current = updated
+            if self._cache is not None:
+                self._cache.write_settings(msgspec.json.encode(updated))
             return

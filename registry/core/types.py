@@ -91,6 +91,7 @@ class RegistryOptions:
     cache_dir: str | os.PathLike[str] | None = None
     cache_max_bytes: int | None = DEFAULT_CACHE_MAX_BYTES
     cache_max_entries: int | None = None
+    offline: bool | None = None  # None: the REGISTRY_OFFLINE environment variable
 
     def __post_init__(self) -> None:
         check_verify(self.verify)

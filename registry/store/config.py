@@ -42,6 +42,7 @@ REGISTRY_SETTINGS: dict[str, str] = {
     "cache_dir": "str",
     "cache_max_bytes": "int|null",
     "cache_max_entries": "int|null",
+    "offline": "bool|null",
 }
 _STORE_KEYS = ("default", "mounts")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
