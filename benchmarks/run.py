@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from benchmarks.cache import bench_cache
 from benchmarks.common import Config, Result, machine_header, print_table
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
@@ -29,6 +30,7 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "file": (bench_file, "large file save/load with peak memory"),
     "numpy": (bench_numpy, "large numpy array save/load with peak memory"),
     "import": (bench_imports, "import time in a fresh interpreter"),
+    "cache": (bench_cache, "cached loads of a remote registry vs local disk, per verify level"),
     "s3": (bench_s3, "moto and SeaweedFS on 127.0.0.1 vs raw aioboto3"),
     "gcs": (bench_gcs, "fake-gcs-server on 127.0.0.1 vs raw gcloud-aio-storage"),
 }

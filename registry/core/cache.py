@@ -29,9 +29,9 @@ import os
 import shutil
 import time
 import uuid as uuidlib
-from collections.abc import Iterator
 from pathlib import Path
 
+from registry.core.cache_leases import Leases
 from registry.core.cache_space import CacheEntry, CacheInfo, PruneReport, Space, folder_size
 from registry.core.types import DEFAULT_CACHE_MAX_BYTES
 
@@ -69,6 +69,7 @@ class Cache:
         digest = hashlib.sha256(uri.encode()).hexdigest()[:24]
         self.root = root / digest
         self.space = Space(self.root, max_bytes, max_entries, self._remove)
+        self.leases = Leases(self.root / "leases")
         self._tmp_swept = False
 
     @property
@@ -130,21 +131,10 @@ class Cache:
             return None
         return folder
 
-    @contextlib.contextmanager
-    def reading(self, name: str, uuid: str) -> Iterator[None]:
+    def reading(self, name: str, uuid: str) -> contextlib.AbstractContextManager[None]:
         """Hold the entry while it is read: eviction (by any process) skips
-        entries with a fresh lease file. A file, not flock: network
-        filesystems ignore locks, and a crashed reader's lease just ages out."""
-        lease = self.root / "leases" / f"{name}@{uuid}.{os.getpid()}-{uuidlib.uuid4().hex[:8]}"
-        try:
-            lease.touch()
-        except FileNotFoundError:
-            lease.parent.mkdir(parents=True, exist_ok=True)
-            lease.touch()
-        try:
-            yield
-        finally:
-            lease.unlink(missing_ok=True)
+        entries with a fresh lease (see cache_leases.py)."""
+        return self.leases.holding(name, uuid)
 
     def new_tmp(self) -> Path:
         if not self._tmp_swept:
@@ -231,6 +221,7 @@ class Cache:
     def clear(self) -> None:
         self._remove(self.root)
         self.space.forget()
+        self.leases.forget()
 
     def _sweep_tmp(self) -> None:
         """Remove temp folders a crashed process left behind."""

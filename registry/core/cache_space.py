@@ -20,10 +20,10 @@ from pathlib import Path
 
 import msgspec
 
+from registry.core.cache_leases import LEASE_SECONDS
+
 logger = logging.getLogger(__name__)
 
-#: a reader's lease younger than this protects its entry from eviction
-LEASE_SECONDS = 600.0
 #: rescan when this process last looked longer ago than this
 RESCAN_SECONDS = 2.0
 #: ... or when its estimate passes this share of a cap

@@ -187,6 +187,11 @@ async def _load_cached(
     copy that fails its check is dropped and fetched again (the damage is only
     looked for when ``verify`` is not "none"); a fresh copy that fails raises."""
     meta, where = reading.meta, reading.where
+    if not _parallel(reading, verify):
+        # The common case in one thread hop: hold, look up, check and load.
+        hit, obj = await anyio.to_thread.run_sync(_load_hit, cache, reading, verify)
+        if hit:
+            return obj
     with cache.reading(meta.name, meta.uuid):
         while True:
             folder, fresh = await fetch_into_cache(backend, cache, meta, where, offline=offline)
@@ -213,15 +218,36 @@ class _Reading:
     where: str
 
 
+def _parallel(reading: _Reading, verify: Verify) -> bool:
+    """Whether the check runs beside the load (large, safely loaded objects)."""
+    return (
+        verify != "none"
+        and reading.meta.size >= PARALLEL_VERIFY_BYTES
+        and loads_untrusted_safely(reading.materializer)
+    )
+
+
+def _load_hit(cache: Cache, reading: _Reading, verify: Verify) -> tuple[bool, Any]:
+    """(True, the object) from a sound cached copy; (False, None) when there
+    is none (a damaged one is dropped and the caller fetches it again)."""
+    meta = reading.meta
+    with cache.reading(meta.name, meta.uuid):
+        folder = cache.lookup(meta.name, meta.uuid)
+        if folder is None:
+            return False, None
+        try:
+            return True, _load_folder(reading, folder, verify)
+        except RegistryIntegrityError as exc:
+            logger.warning("%s: cached copy dropped and fetched again (%s)", reading.where, exc)
+            cache.discard(meta.name, meta.uuid)
+            return False, None
+
+
 async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any:
     """Load from ``folder``, verifying first, or, for large objects whose
     materializer reads untrusted bytes safely, in a parallel thread (hashing
     releases the GIL, so both passes run at once on two cores)."""
-    if (
-        verify == "none"
-        or reading.meta.size < PARALLEL_VERIFY_BYTES
-        or not loads_untrusted_safely(reading.materializer)
-    ):
+    if not _parallel(reading, verify):
         return await anyio.to_thread.run_sync(_load_folder, reading, folder, verify)
     verify_error: RegistryIntegrityError | None = None
 

@@ -85,7 +85,7 @@ async def find_meta(
         what = f"{name!r}" if version == LATEST else f"{name}@{version}"
         raise RegistryObjectNotFound(f"no object {what} in {backend.uri}")
     meta = decode_for(name, data, where)
-    if cache is not None:
+    if cache is not None and cache.read_meta(name, key) != data:  # a read is cheaper
         cache.write_meta(name, key, data)
     return meta
 

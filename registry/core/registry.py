@@ -126,6 +126,8 @@ class RegistryCore:
 
     async def aclose(self) -> None:
         """Close the backend's clients; the registry may be reopened by using it."""
+        if self._cache is not None:
+            self._cache.leases.release_all()
         if not self.offline:  # offline, the backend was never opened
             await self.backend.aclose()
 
