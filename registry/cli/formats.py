@@ -37,6 +37,11 @@ def human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def count(n: int, what: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
 def human_duration(seconds: float) -> str:
     for unit, length in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= length and seconds % length == 0:

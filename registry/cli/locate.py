@@ -150,8 +150,9 @@ class Scope:
             )
         if len(holders) > 1:
             mounts = [t.label.rstrip("/") for t in holders]
+            choices = " or ".join(f"{m}/{key}" for m in mounts)
             raise StoreAmbiguousObjectError(
-                f"{key!r} is in several mounts ({', '.join(mounts)}); write mount/{key}", mounts
+                f"{key!r} is in several mounts ({', '.join(mounts)}); name one: {choices}", mounts
             )
         return holders[0], parsed.name, parsed.version
 

@@ -9,6 +9,7 @@ import msgspec
 
 from registry.cli.exits import FAILED, OK, USAGE, CLIError
 from registry.cli.formats import (
+    count,
     human_duration,
     human_size,
     iso_time,
@@ -110,7 +111,7 @@ def verify(settings: Settings, key: str | None) -> None:
             )
             verdict = f"{len(damaged)} damaged" if damaged else "all intact"
             out.note(
-                f"checked {checked_versions} versions ({checked_files} files, "
+                f"checked {count(checked_versions, 'version')} ({count(checked_files, 'file')}, "
                 f"{human_size(checked_bytes)}): {verdict}"
             )
         return FAILED if damaged else OK
@@ -164,8 +165,9 @@ def gc(settings: Settings, grace: str, dry_run: bool) -> None:
                     out.line(folder)
             verb = "would remove" if dry_run else "removed"
             out.note(
-                f"{target.uri}: {verb} {len(report.removed)} orphaned folders ({report.files} "
-                f"files, {human_size(report.bytes)}) and {report.temp_files} temp files; kept "
+                f"{target.uri}: {verb} {count(len(report.removed), 'orphaned folder')} "
+                f"({count(report.files, 'file')}, {human_size(report.bytes)}) and "
+                f"{count(report.temp_files, 'temp file')}; kept "
                 f"{report.kept_recent} younger than {human_duration(seconds)}"
             )
         return OK
@@ -238,7 +240,7 @@ def cache_ls(settings: Settings) -> None:
             )
             cap = f" of {human_size(info.max_bytes)}" if info.max_bytes is not None else ""
             out.note(
-                f"{target.uri}: {len(info.entries)} cached versions, "
+                f"{target.uri}: {count(len(info.entries), 'cached version')}, "
                 f"{human_size(info.total_bytes)}{cap}, in {info.root}"
             )
         return OK
@@ -275,7 +277,7 @@ def cache_clear(settings: Settings) -> None:
                 out.note(_no_cache(target))
             else:
                 out.note(
-                    f"{target.uri}: removed {len(info.entries)} cached versions "
+                    f"{target.uri}: removed {count(len(info.entries), 'cached version')} "
                     f"({human_size(info.total_bytes)})"
                 )
         return OK
@@ -324,7 +326,7 @@ def cache_prune(settings: Settings, max_size: str | None, older_than: str | None
             for e in report.removed:
                 out.line(f"{target.label}{e.name}\t{','.join(e.versions) or '-'}\t{e.uuid}")
             out.note(
-                f"{target.uri}: removed {len(report.removed)} cached versions "
+                f"{target.uri}: removed {count(len(report.removed), 'cached version')} "
                 f"({human_size(report.bytes)})"
             )
         return OK

@@ -30,7 +30,9 @@ class Output:
     def table(
         self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, plain: bool = False
     ) -> None:
-        """Rows as a table on a terminal, else as tab-separated lines."""
+        """Rows as a table on a terminal (none when empty), else as tab-separated lines."""
+        if not rows:
+            return
         if not self.tty or plain:
             for row in rows:
                 sys.stdout.write("\t".join(row) + "\n")
@@ -49,7 +51,7 @@ class Output:
             from rich.console import Console
             from rich.text import Text
 
-            Console(highlight=False).print(Text(text, style=style))
+            Console(highlight=False, soft_wrap=True).print(Text(text, style=style))
         else:
             sys.stdout.write(text + "\n")
 

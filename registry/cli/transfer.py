@@ -14,7 +14,7 @@ import anyio.to_thread
 import click
 
 from registry.cli.exits import OK, USAGE, CLIError
-from registry.cli.formats import human_size
+from registry.cli.formats import count, human_size
 from registry.cli.locate import Scope, Target, open_registry, open_scope, split_key
 from registry.cli.options import Settings, common
 from registry.cli.run import execute
@@ -109,7 +109,7 @@ def get(settings: Settings, key: str, dest: Path, force: bool) -> None:
         elif out.tty and not out.quiet:
             out.note(
                 f"wrote {result['name']}@{meta.version} to {placed} "
-                f"({len(meta.files)} files, {human_size(meta.size)})"
+                f"({count(len(meta.files), 'file')}, {human_size(meta.size)})"
             )
         else:
             out.line(str(placed))
@@ -188,7 +188,7 @@ def put(
         if out.json_mode:
             out.json({"name": shown, "version": saved, "files": files, "bytes": size})
         elif out.tty and not out.quiet:
-            out.note(f"saved {shown}@{saved} ({files} files, {human_size(size)})")
+            out.note(f"saved {shown}@{saved} ({count(files, 'file')}, {human_size(size)})")
         else:
             out.line(saved)
         return OK
@@ -298,7 +298,7 @@ def cp(settings: Settings, src: str, key: str, dst: str, new_key: str | None) ->
         elif out.tty and not out.quiet:
             out.note(
                 f"copied {name}@{meta.version} from {source.uri} to {new_name}@{saved} in "
-                f"{target.uri} ({len(meta.files)} files, {human_size(meta.size)})"
+                f"{target.uri} ({count(len(meta.files), 'file')}, {human_size(meta.size)})"
             )
         else:
             out.line(f"{new_name}@{saved}")

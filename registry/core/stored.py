@@ -36,6 +36,16 @@ from registry.core.types import FileEntry, ObjectMeta
 from registry.exceptions import ObjectNotFound, RegistryIntegrityError, RegistryVersionConflict
 from registry.materializers.base import copy_file, entry_for, hash_file
 
+__all__ = [
+    "Damage",
+    "OnBytes",
+    "check_files",
+    "copy_version",
+    "export_files",
+    "stored_meta",
+    "stored_metas",
+]
+
 #: called with a number of bytes each time that many more were moved or hashed
 OnBytes = Callable[[int], None]
 
@@ -252,6 +262,3 @@ async def _copy_files(
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await delete_folder(target, name, uid, meta.files)
         copied.raise_first()
-
-
-__all__ = ["Damage", "OnBytes", "check_files", "copy_version", "export_files", "stored_meta", "stored_metas"]
