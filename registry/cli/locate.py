@@ -4,6 +4,7 @@ credential flags, or a Store config whose keys are ``mount/name@version``."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +78,19 @@ def location_of(settings: Settings) -> str:
 
 
 async def open_registry(
-    uri: str, settings: Settings, *, create: bool = False, versioned: bool = True
+    uri: str,
+    settings: Settings,
+    *,
+    create: bool = False,
+    versioned: bool = True,
+    wrap: Callable[[Backend], Backend] | None = None,
 ) -> AsyncRegistry:
     """The registry at ``uri``. A missing one is an error unless ``create``;
-    a created one keeps versions (``versioned``) like a model store should."""
+    a created one keeps versions (``versioned``) like a model store should.
+    ``wrap`` may put a wrapper around the backend (progress counting)."""
     backend = backend_from(uri, settings)
+    if wrap is not None:
+        backend = wrap(backend)
     try:
         exists = await backend.head(SETTINGS_KEY) is not None
     except BaseException:

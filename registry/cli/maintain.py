@@ -146,17 +146,12 @@ def gc(settings: Settings, grace: str, dry_run: bool) -> None:
             await scope.aclose()
         out = settings.out
         if out.json_mode:
+            # one report per registry, like the cache commands (a --store has several)
             out.json(
                 [
                     {"registry": t.uri, "grace_seconds": seconds, **msgspec.structs.asdict(r)}
                     for t, r in reports
                 ]
-                if len(reports) > 1
-                else {
-                    "registry": reports[0][0].uri,
-                    "grace_seconds": seconds,
-                    **msgspec.structs.asdict(reports[0][1]),
-                }
             )
             return OK
         for target, report in reports:

@@ -13,9 +13,18 @@ from typing import Any
 import anyio.to_thread
 import click
 
+from registry.cli.counting import UploadCounter
 from registry.cli.exits import OK, USAGE, CLIError
 from registry.cli.formats import count, human_size
-from registry.cli.locate import Scope, Target, open_registry, open_scope, split_key
+from registry.cli.locate import (
+    Scope,
+    Target,
+    location_of,
+    open_registry,
+    open_scope,
+    scheme_of,
+    split_key,
+)
 from registry.cli.options import Settings, common
 from registry.cli.run import execute
 from registry.core.stored import copy_version, export_files, stored_meta
@@ -168,21 +177,23 @@ def put(
 
     async def work() -> int:
         metadata = _parse_meta(meta)
-        scope = await open_scope(settings, create=True, versioned=not unversioned)
-        try:
-            target, plain_name, key_version = await scope.resolve(name, write=True)
-            if key_version is not None and version is not None and key_version != version:
-                raise CLIError(f"{name!r} names a version and --version {version} another", USAGE)
-            files, size = await anyio.to_thread.run_sync(_size_of, path)
-            with settings.out.spinner(f"saving {path} ({human_size(size)}) to {target.uri}"):
-                saved = await target.registry.save(
-                    plain_name,
-                    source,
-                    version=key_version or version,
-                    metadata=metadata,
+        files, size = await anyio.to_thread.run_sync(_size_of, path)
+        if settings.store is None and scheme_of(location_of(settings)) in ("s3", "gs"):
+            # Uploads are what takes time: a byte bar, advanced per file uploaded.
+            with settings.out.progress(size, name) as advance:
+                registry = await open_registry(
+                    location_of(settings),
+                    settings,
+                    create=True,
+                    versioned=not unversioned,
+                    wrap=lambda backend: UploadCounter(backend, advance),
                 )
-        finally:
-            await scope.aclose()
+                scope = Scope([Target(registry, "")], opened=[registry])
+                target, plain_name, saved = await _save(scope, name, source, version, metadata)
+        else:  # local disk: one fast copy, no bytes to report
+            scope = await open_scope(settings, create=True, versioned=not unversioned)
+            with settings.out.spinner(f"saving {path} ({human_size(size)})"):
+                target, plain_name, saved = await _save(scope, name, source, version, metadata)
         out = settings.out
         shown = target.label + plain_name
         if out.json_mode:
@@ -194,6 +205,22 @@ def put(
         return OK
 
     execute(settings, work)
+
+
+async def _save(
+    scope: Scope, key: str, source: Path, version: str | None, metadata: dict[str, Any]
+) -> tuple[Target, str, str]:
+    """Save ``source`` under ``key``; (target, name, version saved). Closes the scope."""
+    try:
+        target, name, key_version = await scope.resolve(key, write=True)
+        if key_version is not None and version is not None and key_version != version:
+            raise CLIError(f"{key!r} names a version and --version {version} another", USAGE)
+        saved = await target.registry.save(
+            name, source, version=key_version or version, metadata=metadata
+        )
+    finally:
+        await scope.aclose()
+    return target, name, saved
 
 
 def _confirm(question: str) -> None:

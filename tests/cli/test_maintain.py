@@ -58,7 +58,7 @@ def test_verify_reports_damage_then_rm_and_gc_clean_up(place: Place, tmp_path: P
     dry = place.run("gc", "--grace", "0", "--dry-run")
     assert dry.lines == [f"objects/data/{info['uuid']}"]
     assert "would remove 1 orphaned folder (1 file" in dry.stderr
-    swept = place.run("gc", "--grace", "0", "--json").json()
+    (swept,) = place.run("gc", "--grace", "0", "--json").json()
     assert swept["removed"] == [f"objects/data/{info['uuid']}"] and swept["dry_run"] is False
     assert swept["bytes"] == len(DATA)
     assert place.run("verify").code == 0

@@ -82,10 +82,10 @@ def test_missing_bucket(s3_place: Place) -> None:
     assert result.code == 5 and "does not exist" in one_error_line(result)
 
 
-def _on_a_terminal(*args: str) -> str:
+def _on_a_terminal(*args: str, env: dict[str, str] | None = None) -> str:
     """Output of ``registry ARGS`` with stdout and stderr on a pseudo-terminal."""
     leader, follower = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "REGISTRY_URI"}
+    env = {**{k: v for k, v in os.environ.items() if k != "REGISTRY_URI"}, **(env or {})}
     env.update({"COLUMNS": "120", "TERM": "xterm"})
     process = subprocess.Popen(
         [sys.executable, "-m", "registry", *args],
@@ -121,3 +121,15 @@ def test_tables_on_a_terminal_plain_lines_in_a_pipe(local_place: Place, tmp_path
     assert "\t" not in table
     piped = local_place.run("ls")
     assert "NAME" not in piped.stdout and piped.stdout.count("\t") == 5
+
+
+def test_progress_bars_on_a_terminal(s3_place: Place, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    env = dict(s3_place.env)
+    put = _on_a_terminal("put", "big", str(src), "-r", s3_place.uri, env=env)
+    assert "━" in put and "saved big@1 (1 file, 3.0 MiB)" in put
+    dest = tmp_path / "back.bin"
+    got = _on_a_terminal("get", "big", str(dest), "-r", s3_place.uri, env=env)
+    assert "━" in got and f"wrote big@1 to {dest}" in got
+    assert dest.read_bytes() == src.read_bytes()
