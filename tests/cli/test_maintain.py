@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from tests.cli.places import make_place
 from tests.cli.runner import Place, one_error_line, overwrite
 
 DATA = os.urandom(200 * 1024)
@@ -64,24 +67,26 @@ def test_verify_reports_damage_then_rm_and_gc_clean_up(place: Place, tmp_path: P
     assert place.run("verify").code == 0
 
 
-def test_cache_ls_prune_clear(s3_place: Place, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["s3", "gcs"])
+def test_cache_ls_prune_clear(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    remote = make_place(kind, request, tmp_path)
     cache = tmp_path / "cli-cache"
     src = tmp_path / "data.bin"
     src.write_bytes(DATA)
     for _ in range(2):  # a save writes through the cache
-        assert s3_place.run("put", "data", str(src), "--cache-dir", str(cache)).code == 0
-    (listed,) = s3_place.run("cache", "ls", "--json", "--cache-dir", str(cache)).json()
-    assert listed["registry"] == s3_place.uri and listed["total_bytes"] == 2 * len(DATA)
+        assert remote.run("put", "data", str(src), "--cache-dir", str(cache)).code == 0
+    (listed,) = remote.run("cache", "ls", "--json", "--cache-dir", str(cache)).json()
+    assert listed["registry"] == remote.uri and listed["total_bytes"] == 2 * len(DATA)
     assert sorted(e["versions"][0] for e in listed["entries"]) == ["1", "2"]
     assert set(listed["entries"][0]) == {"name", "uuid", "versions", "size", "last_used"}
-    pruned = s3_place.run("cache", "prune", "--max-size", "250K", "--cache-dir", str(cache))
+    pruned = remote.run("cache", "prune", "--max-size", "250K", "--cache-dir", str(cache))
     assert pruned.code == 0 and len(pruned.lines) == 1  # one entry dropped, listed
     assert "removed 1 cached version " in pruned.stderr
-    cleared = s3_place.run("cache", "clear", "--json", "--cache-dir", str(cache)).json()
-    assert cleared == [{"registry": s3_place.uri, "removed": 1, "bytes": len(DATA)}]
-    empty = s3_place.run("cache", "ls", "--json", "--cache-dir", str(cache)).json()
+    cleared = remote.run("cache", "clear", "--json", "--cache-dir", str(cache)).json()
+    assert cleared == [{"registry": remote.uri, "removed": 1, "bytes": len(DATA)}]
+    empty = remote.run("cache", "ls", "--json", "--cache-dir", str(cache)).json()
     assert empty[0]["entries"] == []
-    bad = s3_place.run("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache))
+    bad = remote.run("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache))
     assert bad.code == 2 and "not a size" in one_error_line(bad)
 
 
