@@ -104,3 +104,28 @@ async def test_copy_refuses_damaged_source(areg: AsyncRegistry, tmp_path: Path) 
         assert not (tmp_path / "other" / "objects" / "blob").exists() or not any(
             (tmp_path / "other" / "objects" / "blob").iterdir()
         )
+
+
+async def test_progress_moves_within_one_large_file(tmp_path: Path) -> None:
+    """A download is watched while it fills its file, so a single large file
+    does not show 0% until it is done."""
+    import anyio
+
+    from registry.core.stored import _watch_growth
+
+    path = tmp_path / "growing"
+    path.write_bytes(b"")
+    seen: list[int] = []
+
+    async def grow() -> None:
+        for _ in range(4):
+            with open(path, "ab") as f:
+                f.write(b"x" * 1_000_000)
+            await anyio.sleep(0.3)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_watch_growth, path, 4_000_000, seen.append)
+        await grow()
+        tg.cancel_scope.cancel()
+    assert len(set(seen)) >= 3 and max(seen) <= 4_000_000
+    assert seen == sorted(seen)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import os
 import shutil
 import tempfile
 import time
@@ -123,11 +124,35 @@ async def export_files(
         return
 
     async def one(rel: str) -> None:
-        await _fetch_checked(registry.backend, meta, rel, dest / rel)
-        if on_bytes is not None:
-            on_bytes(meta.files[rel].size)
+        if on_bytes is None:
+            await _fetch_checked(registry.backend, meta, rel, dest / rel)
+            return
+        size = meta.files[rel].size
+        reported = 0
+
+        def report(done: int) -> None:
+            nonlocal reported
+            if done > reported:
+                on_bytes(done - reported)
+                reported = done
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_growth, dest / rel, size, report)
+            await _fetch_checked(registry.backend, meta, rel, dest / rel)
+            tg.cancel_scope.cancel()
+        report(size)
 
     (await fanout(one, list(meta.files), limit=registry.backend.concurrency)).raise_first()
+
+
+async def _watch_growth(path: Path, size: int, report: Callable[[int], None]) -> None:
+    """Report how much of ``path`` is written while a download fills it, so a
+    progress bar moves within one large file. Allocated blocks, not the
+    length: ranged downloads may set the length before the bytes arrive."""
+    while True:
+        await anyio.sleep(0.25)
+        with contextlib.suppress(OSError):
+            report(min(size, os.stat(path).st_blocks * 512))
 
 
 def _write(path: Path, data: bytes) -> None:
