@@ -164,7 +164,14 @@ class Registry:
         return result
 
     @overload
-    def load(self, name: str, *, version: str = LATEST, verify: Verify | None = None) -> Any: ...
+    def load(
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
     @overload
     def load(
@@ -174,6 +181,7 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     def load(
@@ -183,9 +191,12 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        return get_runner().run(areg.load(name, version=version, verify=verify, progress=progress))
+        return get_runner().run(
+            areg.load(name, version=version, verify=verify, progress=progress, options=options)
+        )
 
     def iter_load(
         self,
@@ -194,8 +205,11 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         limit: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[str, Any]]:
-        agen = self.async_registry.iter_load(names, version=version, verify=verify, limit=limit)
+        agen = self.async_registry.iter_load(
+            names, version=version, verify=verify, limit=limit, options=options
+        )
         try:
             while True:
                 try:

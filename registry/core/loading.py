@@ -8,12 +8,13 @@ materializer reads untrusted bytes safely are hashed while they load.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,18 @@ from registry.exceptions import (
 from registry.materializers.base import (
     BlobMaterializer,
     MaterializerProtocol,
+    check_load_options,
     entry_for,
     hash_file,
     loads_untrusted_safely,
-    uses_pickle,
+    needs_pickle,
 )
-from registry.materializers.lookup import get_materializer, import_path, is_trusted_materializer
+from registry.materializers.lookup import (
+    get_materializer,
+    import_path,
+    is_trusted_materializer,
+    safe_class,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +60,15 @@ def _import_class(path: str) -> type | None:
     except (ImportError, AttributeError):
         return None
     return cls if isinstance(cls, type) else None
+
+
+def object_class(meta: ObjectMeta, allow_pickle: bool, registered: Collection[str]) -> type | None:
+    """The stored object's class for the materializer. With allow_pickle=False
+    the metadata is not trusted to choose code to import (a module's top
+    level runs on import): see ``safe_class``."""
+    if allow_pickle:
+        return _import_class(meta.object_class)
+    return safe_class(meta.object_class, registered)
 
 
 def _check(meta: ObjectMeta, rel: str, actual: FileEntry, where: str) -> None:
@@ -104,12 +120,16 @@ async def read_artifacts(
     allow_pickle: bool,
     cache: Cache | None = None,
     trusted_materializers: Collection[str] = (),
+    registered_classes: Collection[str] = (),
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Load the object ``meta`` describes.
 
     With ``allow_pickle=False`` the metadata is not trusted to name code: only
     built-in materializers, ``trusted_materializers`` (the registered ones) and
-    classes handed over in this process are imported.
+    classes handed over in this process are imported, and the object's class
+    only as ``object_class`` allows. ``options`` go to the materializer's load
+    as keywords (``map_location=...``); it must list them in ``load_options``.
     """
     where = f"{meta.name}@{meta.version}"
     check_paths(meta, where)
@@ -120,12 +140,17 @@ async def read_artifacts(
             "metadata: register it with register_materializer() or open with allow_pickle=True"
         )
     materializer = get_materializer(meta.materializer)
-    if uses_pickle(materializer) and not allow_pickle:
+    options = dict(options or {})
+    check_load_options(materializer, meta.materializer, options)
+    if needs_pickle(materializer, options) and not allow_pickle:
+        hint = getattr(materializer, "pickle_refused_hint", "")
         raise PickleRefused(
             f"{where} was stored with pickle ({meta.object_class}) and this registry has "
             "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
+            + (f"; {hint}" if hint else "")
         )
-    cls = _import_class(meta.object_class)
+    cls = object_class(meta, allow_pickle, registered_classes)
+    load = _with_options(materializer, options)
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -134,23 +159,26 @@ async def read_artifacts(
             (rel,) = meta.files
             _check(meta, rel, entry_for(data), where)
         assert isinstance(materializer, BlobMaterializer)
+        loads: Callable[..., Any] = (
+            functools.partial(materializer.loads, **options) if options else materializer.loads
+        )
         if len(data) <= ON_LOOP_BYTES:
-            return materializer.loads(data, cls)
-        return await anyio.to_thread.run_sync(materializer.loads, data, cls)
+            return loads(data, cls)
+        return await anyio.to_thread.run_sync(loads, data, cls)
 
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: read in place from %s", where, in_place)
-        return await _load_verified(materializer, meta, in_place, cls, verify, where)
+        return await _load_verified(load, materializer, meta, in_place, cls, verify, where)
     if cache is not None:
         cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
         if cached is not None:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s: cache hit (%s)", where, cached)
             try:
-                return await _load_verified(materializer, meta, cached, cls, verify, where)
+                return await _load_verified(load, materializer, meta, cached, cls, verify, where)
             except RegistryIntegrityError as exc:
                 # Damaged or evicted under us: drop the copy and fetch again.
                 logger.warning("%s: cached copy dropped and fetched again (%s)", where, exc)
@@ -169,11 +197,11 @@ async def read_artifacts(
     try:
         await _download(backend, meta, folder, where)
         if cache is None:
-            return await _load_verified(materializer, meta, folder, cls, verify, where)
+            return await _load_verified(load, materializer, meta, folder, cls, verify, where)
         final = await anyio.to_thread.run_sync(cache.adopt, meta.name, meta.uuid, folder)
         try:
             # Verified while loading (large, safe materializers) or before.
-            return await _load_verified(materializer, meta, final, cls, verify, where)
+            return await _load_verified(load, materializer, meta, final, cls, verify, where)
         except RegistryIntegrityError:
             await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
             raise
@@ -204,6 +232,7 @@ PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
 
 
 async def _load_verified(
+    load: Loader,
     materializer: MaterializerProtocol,
     meta: ObjectMeta,
     folder: Path,
@@ -219,9 +248,7 @@ async def _load_verified(
         or meta.size < PARALLEL_VERIFY_BYTES
         or not loads_untrusted_safely(materializer)
     ):
-        return await anyio.to_thread.run_sync(
-            _load_folder, materializer, meta, folder, cls, verify, where
-        )
+        return await anyio.to_thread.run_sync(_load_folder, load, meta, folder, cls, verify, where)
     verify_error: RegistryIntegrityError | None = None
 
     async def check() -> None:
@@ -237,7 +264,7 @@ async def _load_verified(
         tg.start_soon(check)
         try:
             result = await anyio.to_thread.run_sync(
-                _load_folder, materializer, meta, folder, cls, "none", where
+                _load_folder, load, meta, folder, cls, "none", where
             )
         except Exception as exc:
             load_error = exc
@@ -248,8 +275,17 @@ async def _load_verified(
     return result
 
 
+Loader = Callable[[Path, "type | None"], Any]
+
+
+def _with_options(materializer: MaterializerProtocol, options: Mapping[str, Any]) -> Loader:
+    if not options:
+        return materializer.load
+    return functools.partial(materializer.load, **options)
+
+
 def _load_folder(
-    materializer: MaterializerProtocol,
+    load: Loader,
     meta: ObjectMeta,
     folder: Path,
     cls: type | None,
@@ -259,6 +295,6 @@ def _load_folder(
     if verify != "none":
         _verify_folder(meta, folder, where)
     try:
-        return materializer.load(folder, cls)
+        return load(folder, cls)
     except FileNotFoundError as exc:
         raise RegistryIntegrityError(f"{where}: artifact missing ({exc})") from None

@@ -49,7 +49,12 @@ from registry.exceptions import (
     RegistryVersionConflict,
 )
 from registry.materializers.base import MaterializerProtocol
-from registry.materializers.lookup import candidates, class_path, materializer_path
+from registry.materializers.lookup import (
+    candidates,
+    class_path,
+    materializer_path,
+    remember_class,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -221,6 +226,7 @@ class RegistryCore:
         artifacts = await write_artifacts(
             self.backend, name, uid, obj, choices, self.inline_limit, self._cache
         )
+        remember_class(type(obj))
         meta = ObjectMeta(
             name=name,
             version="",
@@ -232,6 +238,7 @@ class RegistryCore:
             created_at=time.time(),
             metadata=dict(metadata or {}),
             inline=artifacts.inline,
+            stored_as=artifacts.stored_as,
         )
         try:
             if explicit is None:
@@ -284,7 +291,12 @@ class RegistryCore:
 
     @overload
     async def load(
-        self, name: str, *, version: str = LATEST, verify: Verify | None = None
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any: ...
 
     @overload
@@ -295,6 +307,7 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     async def load(
@@ -304,27 +317,36 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Load a version (default: the latest). A list of names loads a batch.
 
         ``verify``: "none" trusts stored bytes, "integrity" (default) checks
         every file's sha256 against the metadata, "full" also re-reads remote
         metadata past any cache (the same as "integrity" on local disk).
+        ``options`` go to the materializer's load, e.g. ``{"map_location":
+        "cuda:0"}`` for torch tensors (a TypeError names the ones it takes).
         """
         level = check_verify(verify or self.verify)
         if isinstance(name, list):
             versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> Any:
-                return await self._load_one(item[0], item[1] or LATEST, level)
+                return await self._load_one(item[0], item[1] or LATEST, level, options)
 
             items = list(zip(name, versions, strict=True))
             return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
-        return await self._load_one(name, version, level)
+        return await self._load_one(name, version, level, options)
 
-    async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
+    async def _load_one(
+        self,
+        name: str,
+        version: str,
+        verify: Verify,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
         started = time.perf_counter()
         meta = await self._meta(name, version, verify)
         settings = await self._open()
@@ -335,6 +357,8 @@ class RegistryCore:
             allow_pickle=self.allow_pickle,
             cache=self._cache,
             trusted_materializers=settings.materializers.values(),
+            registered_classes=settings.materializers.keys(),
+            options=options,
         )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -356,6 +380,7 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         limit: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Yield ``(name, obj)`` as each load finishes (not in input order).
 
@@ -372,7 +397,8 @@ class RegistryCore:
         queue = iter(zip(names, versions, strict=True))
 
         async def one(item_name: str, item_version: str | None) -> tuple[str, Any]:
-            return item_name, await self._load_one(item_name, item_version or LATEST, level)
+            loaded = await self._load_one(item_name, item_version or LATEST, level, options)
+            return item_name, loaded
 
         try:
             while True:
