@@ -7,6 +7,7 @@ object of theirs is saved or loaded.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import sys
@@ -90,8 +91,11 @@ def candidates(obj: Any, registered: Mapping[str, str]) -> list[str]:
     """Materializer import paths to try for ``obj``, best first; pickle last.
 
     The most specific class in the MRO wins; at one class, a registration
-    made by the user wins over a built-in.
+    made by the user wins over a built-in. A plain dict of torch tensors (a
+    state dict) is stored as safetensors.
     """
+    if _is_tensor_dict(obj) and class_path(type(obj)) not in registered:
+        return [TENSORS, PICKLE]
     for cls in type(obj).__mro__:
         path = class_path(cls)
         found = registered.get(path) or BUILTIN_TABLE.get(path)
@@ -136,6 +140,20 @@ _known_object_classes: dict[str, type] = {}
 
 def remember_class(cls: type) -> None:
     _known_object_classes.setdefault(class_path(cls), cls)
+
+
+TENSORS = _M + "torch_tensors.TensorMaterializer"
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    # An object holding tensors means torch is imported already: never import it here.
+    torch = sys.modules.get("torch")
+    return (
+        torch is not None
+        and type(obj) in (dict, collections.OrderedDict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def import_path(path: str) -> Any:
