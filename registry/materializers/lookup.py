@@ -64,6 +64,7 @@ BUILTIN_TABLE: dict[str, str] = {
     + "hf.PretrainedMaterializer",
     "transformers.image_processing_base.ImageProcessingMixin": _M + "hf.PretrainedMaterializer",
     "transformers.configuration_utils.PretrainedConfig": _M + "hf.PretrainedMaterializer",
+    "transformers.configuration_utils.PreTrainedConfig": _M + "hf.PretrainedMaterializer",
     "tokenizers.Tokenizer": _M + "hf.TokenizerMaterializer",
     "datasets.arrow_dataset.Dataset": _M + "hf.DatasetMaterializer",
     "datasets.dataset_dict.DatasetDict": _M + "hf.DatasetMaterializer",
