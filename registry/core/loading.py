@@ -47,6 +47,7 @@ from registry.materializers.lookup import (
     get_materializer,
     import_path,
     is_trusted_materializer,
+    known_class,
     safe_class,
 )
 
@@ -67,7 +68,7 @@ def object_class(meta: ObjectMeta, allow_pickle: bool, registered: Collection[st
     the metadata is not trusted to choose code to import (a module's top
     level runs on import): see ``safe_class``."""
     if allow_pickle:
-        return _import_class(meta.object_class)
+        return known_class(meta.object_class) or _import_class(meta.object_class)
     return safe_class(meta.object_class, registered)
 
 

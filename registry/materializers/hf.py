@@ -10,6 +10,7 @@ DatasetDict: ``save_to_disk`` (Arrow files written shard by shard) and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from registry.exceptions import MaterializerError
 from registry.materializers.base import FileEntry, Materializer, Unsupported
 
 TOKENIZER = "tokenizer.json"
+ORIGIN = "registry-origin.json"
 
 
 def _needs_class(what: str) -> MaterializerError:
@@ -38,6 +40,8 @@ class PretrainedMaterializer(Materializer):
         if not callable(getattr(obj, "save_pretrained", None)):
             raise Unsupported("no save_pretrained method")
         obj.save_pretrained(folder)
+        origin = {"name_or_path": getattr(obj, "name_or_path", None)}
+        (folder / ORIGIN).write_text(json.dumps(origin))
         pickled = [p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
         if pickled:  # an older layout: weights that need pickle to load
             raise Unsupported(f"save_pretrained wrote pickled files {pickled}")
@@ -47,6 +51,11 @@ class PretrainedMaterializer(Materializer):
         if cls is None:
             raise _needs_class("transformers object")
         loaded = cls.from_pretrained(folder, local_files_only=True)  # type: ignore[attr-defined]
+        # from_pretrained names the folder it read (a cache path here): give back the saved name
+        origin = json.loads((folder / ORIGIN).read_text())
+        for named in (loaded, getattr(loaded, "config", None)):
+            if origin["name_or_path"] is not None and hasattr(named, "name_or_path"):
+                named.name_or_path = origin["name_or_path"]
         if map_location is not None and callable(getattr(loaded, "to", None)):
             loaded = loaded.to(map_location)
         return loaded

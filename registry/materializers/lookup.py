@@ -139,6 +139,10 @@ def safe_class(path: str, registered: Collection[str]) -> type | None:
 _known_object_classes: dict[str, type] = {}
 
 
+def known_class(path: str) -> type | None:
+    return _known_object_classes.get(path)
+
+
 def remember_class(cls: type) -> None:
     _known_object_classes.setdefault(class_path(cls), cls)
 
