@@ -53,7 +53,8 @@ class PretrainedMaterializer(Materializer):
         loaded = cls.from_pretrained(folder, local_files_only=True)  # type: ignore[attr-defined]
         # from_pretrained names the folder it read (a cache path here): give back the saved name
         origin = json.loads((folder / ORIGIN).read_text())
-        for named in (loaded, getattr(loaded, "config", None)):
+        named_things: tuple[Any, ...] = (loaded, getattr(loaded, "config", None))
+        for named in named_things:
             if origin["name_or_path"] is not None and hasattr(named, "name_or_path"):
                 named.name_or_path = origin["name_or_path"]
         if map_location is not None and callable(getattr(loaded, "to", None)):
