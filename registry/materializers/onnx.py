@@ -54,4 +54,20 @@ class OnnxMaterializer(Materializer):
         return None
 
     def load(self, folder: Path, cls: type | None) -> Any:
-        return _onnx().load_model(folder / MODEL, load_external_data=True)
+        model = _onnx().load_model(folder / MODEL, load_external_data=True)
+        _clear_default_locations(model.graph)
+        return model
+
+
+def _clear_default_locations(graph: Any) -> None:
+    """Loading external data leaves ``data_location`` set to its default on
+    each tensor it filled in; clear it so the model equals the one saved."""
+    tensors = list(graph.initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors.extend([attribute.t, *attribute.tensors])
+            for subgraph in [attribute.g, *attribute.graphs]:
+                _clear_default_locations(subgraph)
+    for tensor in tensors:
+        if tensor.HasField("data_location") and tensor.data_location == 0:
+            tensor.ClearField("data_location")

@@ -9,6 +9,8 @@ with the list, to trust by name after reading it:
 
 from __future__ import annotations
 
+import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +42,9 @@ class SkopsMaterializer(Materializer):
             sio.dump(obj, folder / SKOPS)
         except Exception as exc:  # skops raises many kinds on what it cannot walk
             raise Unsupported(f"skops cannot store {type(obj).__qualname__}: {exc}") from exc
+        lost = [t for t in sio.get_untrusted_types(file=folder / SKOPS) if not _resolves(t)]
+        if lost:  # lambdas, locals: skops writes their names but cannot find them again
+            raise Unsupported(f"skops cannot rebuild {lost}")
         return None
 
     def load(self, folder: Path, cls: type | None, *, trusted: Sequence[str] = ()) -> Any:
@@ -55,6 +60,14 @@ class SkopsMaterializer(Materializer):
         return sio.load(path, trusted=list(trusted) or None)
 
 
+def _resolves(name: str) -> bool:
+    """Whether ``module.attr`` names something importable (without importing
+    anything new: the saving process has the object's modules loaded)."""
+    module_name, _, attr = name.rpartition(".")
+    module = sys.modules.get(module_name)
+    return module is not None and hasattr(module, attr)
+
+
 class JoblibMaterializer(Materializer):
     """What skops cannot walk, with joblib: pickle, so recorded as such."""
 
@@ -64,7 +77,10 @@ class JoblibMaterializer(Materializer):
     def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
         import joblib
 
-        joblib.dump(obj, folder / JOBLIB)
+        try:
+            joblib.dump(obj, folder / JOBLIB)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise Unsupported(f"joblib cannot pickle {type(obj).__qualname__}: {exc}") from exc
         return None
 
     def load(self, folder: Path, cls: type | None) -> Any:

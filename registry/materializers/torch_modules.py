@@ -20,6 +20,7 @@ import io
 import json
 import pickle
 import sys
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from registry.materializers.base import FileEntry, Materializer, Unsupported, wr
 WEIGHTS = "model.safetensors"
 RECIPE = "module.json"
 SKELETON = "skeleton.pkl"
+KEYS = "registry.keys"
 
 
 def _class_path(obj: Any) -> str:
@@ -58,13 +60,20 @@ def _config(obj: Any) -> dict[str, Any] | None:
 
 def state_tensors(module: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """The module's state dict, each shared tensor once, plus the aliases."""
-    stored, aliases = st.dedupe(module.state_dict(keep_vars=True))
-    meta = {st.ALIASES: json.dumps(aliases)} if aliases else {}
+    state = module.state_dict(keep_vars=True)
+    stored, aliases = st.dedupe(state)
+    meta = {KEYS: json.dumps(list(state))}
+    if aliases:
+        meta[st.ALIASES] = json.dumps(aliases)
     return stored, meta
 
 
-def _weights_only(folder: Path, map_location: Any) -> dict[str, Any]:
-    return st.read(folder / WEIGHTS, map_location)
+def _weights_only(folder: Path, map_location: Any) -> OrderedDict[str, Any]:
+    """The state dict, in the module's order, tied entries one tensor."""
+    path = folder / WEIGHTS
+    tensors = st.read(path, map_location)
+    order = json.loads(st.metadata_of(path).get(KEYS, "null")) or sorted(tensors)
+    return OrderedDict((key, tensors[key]) for key in order)
 
 
 def _needs_class(recipe: Mapping[str, Any]) -> MaterializerError:
@@ -169,14 +178,20 @@ class _SkeletonUnpickler(pickle.Unpickler):
     def __init__(self, file: io.BytesIO, tensors: Mapping[str, Any]) -> None:
         super().__init__(file)
         self._tensors = tensors
+        self._made: dict[tuple[Any, ...], Any] = {}  # a tied parameter is one object
 
     def persistent_load(self, pid: Any) -> Any:
-        kind, name, requires_grad = pid
-        tensor = self._tensors[name]
-        if kind == "parameter":
-            torch = st.torch_module()
-            return torch.nn.Parameter(tensor, requires_grad=requires_grad)
-        return tensor.requires_grad_(requires_grad) if requires_grad else tensor
+        key = tuple(pid)
+        if key not in self._made:
+            kind, name, requires_grad = key
+            tensor = self._tensors[name]
+            if kind == "parameter":
+                torch = st.torch_module()
+                tensor = torch.nn.Parameter(tensor, requires_grad=requires_grad)
+            elif requires_grad:
+                tensor.requires_grad_(True)
+            self._made[key] = tensor
+        return self._made[key]
 
 
 class SkeletonModuleMaterializer(Materializer):
