@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.common import Config, Result, machine_header, print_table
+from benchmarks.dataloader import bench_dataloader
+from benchmarks.frameworks import bench_pandas, bench_torch
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
 from benchmarks.remote import bench_gcs, bench_s3
@@ -31,6 +33,9 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "import": (bench_imports, "import time in a fresh interpreter"),
     "s3": (bench_s3, "moto and SeaweedFS on 127.0.0.1 vs raw aioboto3"),
     "gcs": (bench_gcs, "fake-gcs-server on 127.0.0.1 vs raw gcloud-aio-storage"),
+    "torch": (bench_torch, "256 MiB tensor vs safetensors save_file/load_file, peak memory"),
+    "pandas": (bench_pandas, "256 MiB DataFrame vs to_parquet/read_parquet, peak memory"),
+    "dataloader": (bench_dataloader, "DataLoader, 4 workers, small objects on SeaweedFS vs raw"),
 }
 
 

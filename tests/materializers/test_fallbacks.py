@@ -35,18 +35,27 @@ async def test_frame_of_python_objects_falls_back_to_pickle(tmp_path: Path) -> N
 async def test_large_frame_is_written_in_row_groups(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
     from registry.materializers import pandas as pandas_materializer
 
-    rows = pandas_materializer.ROWS_PER_GROUP * 2 + 17
+    rows = 2 * 4096 + 17
     frame = pd.DataFrame(
         {
             "x": np.arange(rows, dtype=np.float64),
             "c": pd.Categorical(np.where(np.arange(rows) % 3 == 0, "a", "b")),
-        }
+        },
+        index=pd.RangeIndex(rows, 0, -1),
     )
-    async with AsyncRegistry(tmp_path / "r") as reg:
-        await reg.save("frame", frame)
-        pd.testing.assert_frame_equal(await reg.load("frame"), frame, check_exact=True)
+    limit = pandas_materializer.ROWS_PER_GROUP
+    pandas_materializer.ROWS_PER_GROUP = 4096  # as a frame of millions of rows would be cut
+    try:
+        async with AsyncRegistry(tmp_path / "r") as reg:
+            await reg.save("frame", frame)
+            pd.testing.assert_frame_equal(await reg.load("frame"), frame, check_exact=True)
+    finally:
+        pandas_materializer.ROWS_PER_GROUP = limit
+    (written,) = (tmp_path / "r").rglob("data.parquet")
+    assert pq.ParquetFile(written).metadata.num_row_groups == 3
 
 
 async def test_skops_refuses_untrusted_types_with_their_names(tmp_path: Path) -> None:
