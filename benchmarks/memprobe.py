@@ -50,13 +50,16 @@ def framework_action(op: str, reg: Any, source: Path) -> Callable[[], Any]:
         reg.save(f"probe-warmup-{tag}", torch.zeros(4))
         reg.load(f"probe-warmup-{tag}")
         if what == "save":
-            obj = safetensors.torch.load_file(source)["t"]
+            # a copy in memory: load_file maps the file, and pages of the
+            # mapping read during the save would count as the save's memory
+            obj = safetensors.torch.load_file(source)["t"].clone()
             if raw:
                 return lambda: safetensors.torch.save_file({"t": obj}, out)
             return lambda: reg.save(f"probe-tensor-{tag}", obj)
+        # Both loads map the file; touching every value makes its pages count.
         if raw:
-            return lambda: safetensors.torch.load_file(source)
-        return lambda: reg.load("tensor")
+            return lambda: safetensors.torch.load_file(source)["t"].sum()
+        return lambda: reg.load("tensor").sum()
     import pandas as pd
 
     reg.save(f"probe-warmup-{tag}", pd.DataFrame({"a": [1]}))
