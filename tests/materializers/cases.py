@@ -114,6 +114,30 @@ def same_modules(a: Any, b: Any) -> bool:
     )
 
 
+class HubNet:  # built lazily, like ConfigNet
+    cls: Any = None
+
+
+def hub_net() -> Any:
+    if HubNet.cls is None:
+        torch = _torch()
+        from huggingface_hub import PyTorchModelHubMixin
+
+        class MixinNet(torch.nn.Module, PyTorchModelHubMixin):  # type: ignore[misc]
+            """A module rebuilt by the hub mixin from the kwargs it was made with."""
+
+            def __init__(self, width: int = 3, depth: int = 1) -> None:
+                super().__init__()
+                self.layers = torch.nn.Sequential(
+                    *(torch.nn.Linear(width, width) for _ in range(depth))
+                )
+
+        MixinNet.__qualname__ = "HubNet.MixinNet"
+        MixinNet.__module__ = __name__
+        HubNet.cls = HubNet.MixinNet = MixinNet  # type: ignore[attr-defined]
+    return HubNet.cls(width=4, depth=2).eval()
+
+
 def script_module() -> Any:
     torch = _torch()
     return torch.jit.script(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()))
@@ -352,6 +376,16 @@ def same_fast_tokenizer(a: Any, b: Any) -> bool:
     )
 
 
+def image_processor() -> Any:
+    import transformers
+
+    return transformers.ViTImageProcessor(size={"height": 8, "width": 8}, image_mean=[0.1] * 3)
+
+
+def same_processor(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a.to_dict() == b.to_dict()
+
+
 def dataset() -> Any:
     import datasets
 
@@ -379,6 +413,7 @@ CASES = [
     Case("tensors", small_tensors, same_tensors, "safetensors", "torch_tensors.TensorMaterializer"),
     Case("state-dict", state_dict, same_tensors, "safetensors", "torch_tensors.TensorMaterializer"),
     Case("module", config_net, same_modules, "safetensors", "torch_modules.ModuleMaterializer"),
+    Case("hub-mixin", hub_net, same_modules, "safetensors", "torch_modules.ModuleMaterializer"),
     Case(
         "torchscript",
         script_module,
@@ -406,6 +441,13 @@ CASES = [
         "fast-tokenizer",
         fast_tokenizer,
         same_fast_tokenizer,
+        "save_pretrained",
+        "hf.PretrainedMaterializer",
+    ),
+    Case(
+        "image-processor",
+        image_processor,
+        same_processor,
         "save_pretrained",
         "hf.PretrainedMaterializer",
     ),
