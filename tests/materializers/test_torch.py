@@ -81,3 +81,17 @@ async def test_state_dict_of_a_subclass_of_dict_is_not_taken_for_tensors(tmp_pat
         await reg.save("mixed", mixed)
         info = await reg.info("mixed", "latest")
         assert info["materializer"].endswith("PickleMaterializer")
+
+
+async def test_store_passes_load_options_to_the_mount(tmp_path: Path) -> None:
+    from registry import AsyncStore
+
+    tensor = torch.randn(2, 2)
+    async with AsyncRegistry(tmp_path / "r") as reg:
+        await reg.save("t", tensor)
+        async with AsyncStore({"models": reg}) as store:
+            back = await store.load("models/t", options={"map_location": "cpu"})
+            assert torch.equal(back, tensor)
+            batch = await store.load(["models/t"], options={"nope": 1})
+            assert isinstance(batch.errors[0], TypeError)
+            assert "it takes: map_location" in str(batch.errors[0])
