@@ -260,7 +260,7 @@ def bench_pandas(config: Config) -> list[Result]:
                 raw_save_durable,
                 "to_parquet+fsync",
                 repeats,
-                "Parquet in row groups of 1 Mi rows, hashed after, fsynced",
+                "Parquet in row groups of 1 Mi rows, hashed as written (second thread), fsynced",
                 also=("to_parquet without fsync", raw_save),
             ),
         )

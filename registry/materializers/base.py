@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import shutil
+import threading
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -296,3 +297,52 @@ class ParallelHashingWriter:
     def __exit__(self, *exc: object) -> None:
         if not self._file.closed:
             self.close()
+
+
+class FollowingHasher:
+    """Hashes a file in a second thread while another appends to it.
+
+    For writers that only append through their own handle (Parquet, Arrow
+    IPC): the thread reads what has been written so far, from the page
+    cache, so the hash is ready soon after the last write instead of taking
+    a second pass over the file. The file must exist before this starts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by the thread
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="registry-hash", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> bool:
+        chunk = self._file.read(CHUNK)
+        if chunk:
+            self._hash.update(chunk)
+            self._size += len(chunk)
+        return bool(chunk)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if self._drain():
+                    continue
+                if self._done.is_set():
+                    while self._drain():  # what was written before finish()
+                        pass
+                    return
+                self._done.wait(0.002)
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
+        finally:
+            self._file.close()
+
+    def finish(self) -> FileEntry:
+        """Call once the writer has closed the file: its entry."""
+        self._done.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return FileEntry(size=self._size, sha256=self._hash.hexdigest())

@@ -22,7 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from registry.materializers.base import FileEntry, Materializer, Unsupported, hash_file, write_bytes
+from registry.materializers.base import (
+    FileEntry,
+    FollowingHasher,
+    Materializer,
+    Unsupported,
+    write_bytes,
+)
 
 DATA = "data.parquet"
 LAYOUT = "frame.json"
@@ -182,12 +188,20 @@ class PandasMaterializer(Materializer):
         schema, keep_index = _schema_and_index(frame, layout)
         _probe(frame, series, layout, schema, keep_index)
         rows = _rows_per_group(frame)
-        with pq.ParquetWriter(folder / DATA, schema) as writer:
-            for start in range(0, max(len(frame), 1), rows):
-                chunk = frame.iloc[start : start + rows]
-                writer.write_table(_table(chunk, schema, keep_index))
+        pa = _libs()[1]
+        with pa.OSFile(str(folder / DATA), "wb") as sink:
+            # hashed as it is written, on the other core
+            hasher = FollowingHasher(folder / DATA)
+            try:
+                with pq.ParquetWriter(sink, schema) as writer:
+                    for start in range(0, max(len(frame), 1), rows):
+                        chunk = frame.iloc[start : start + rows]
+                        writer.write_table(_table(chunk, schema, keep_index))
+            finally:
+                sink.close()
+                entry = hasher.finish()
         return {
-            DATA: hash_file(folder / DATA),
+            DATA: entry,
             LAYOUT: write_bytes(folder / LAYOUT, json.dumps(layout).encode()),
         }
 
