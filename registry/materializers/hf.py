@@ -29,6 +29,10 @@ def _needs_class(what: str) -> MaterializerError:
     )
 
 
+def _pickled_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+
+
 class PretrainedMaterializer(Materializer):
     format = "save_pretrained"
     load_options: ClassVar[frozenset[str]] = frozenset({"map_location"})
@@ -42,12 +46,17 @@ class PretrainedMaterializer(Materializer):
         obj.save_pretrained(folder)
         origin = {"name_or_path": getattr(obj, "name_or_path", None)}
         (folder / ORIGIN).write_text(json.dumps(origin))
-        pickled = [p.name for p in folder.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
-        if pickled:  # an older layout: weights that need pickle to load
+        if pickled := _pickled_files(folder):  # an older layout: weights that need pickle
             raise Unsupported(f"save_pretrained wrote pickled files {pickled}")
         return None
 
     def load(self, folder: Path, cls: type | None, *, map_location: Any = None) -> Any:
+        if pickled := _pickled_files(folder):
+            # this format is recorded as pickle-free: from_pretrained must not fall back to them
+            raise MaterializerError(
+                f"the stored folder holds pickled files {pickled}, which this format never "
+                "writes; it was altered: save the object again"
+            )
         if cls is None:
             raise _needs_class("transformers object")
         loaded = cls.from_pretrained(folder, local_files_only=True)  # type: ignore[attr-defined]
