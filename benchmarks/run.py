@@ -19,6 +19,8 @@ from pathlib import Path
 
 from benchmarks.cache import bench_cache
 from benchmarks.common import Config, Result, machine_header, print_table
+from benchmarks.dataloader import bench_dataloader
+from benchmarks.frameworks import bench_pandas, bench_torch
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
 from benchmarks.remote import bench_gcs, bench_s3
@@ -33,6 +35,9 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "cache": (bench_cache, "cached loads of a remote registry vs local disk, per verify level"),
     "s3": (bench_s3, "moto and SeaweedFS on 127.0.0.1 vs raw aioboto3"),
     "gcs": (bench_gcs, "fake-gcs-server on 127.0.0.1 vs raw gcloud-aio-storage"),
+    "torch": (bench_torch, "256 MiB tensor vs safetensors save_file/load_file, peak memory"),
+    "pandas": (bench_pandas, "256 MiB DataFrame vs to_parquet/read_parquet, peak memory"),
+    "dataloader": (bench_dataloader, "DataLoader, 4 workers, small objects on SeaweedFS vs raw"),
 }
 
 

@@ -166,7 +166,14 @@ class Registry:
         return result
 
     @overload
-    def load(self, name: str, *, version: str = LATEST, verify: Verify | None = None) -> Any: ...
+    def load(
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any: ...
 
     @overload
     def load(
@@ -176,6 +183,7 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     def load(
@@ -185,9 +193,12 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        return get_runner().run(areg.load(name, version=version, verify=verify, progress=progress))
+        return get_runner().run(
+            areg.load(name, version=version, verify=verify, progress=progress, options=options)
+        )
 
     def iter_load(
         self,
@@ -196,8 +207,11 @@ class Registry:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         limit: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[str, Any]]:
-        agen = self.async_registry.iter_load(names, version=version, verify=verify, limit=limit)
+        agen = self.async_registry.iter_load(
+            names, version=version, verify=verify, limit=limit, options=options
+        )
         try:
             while True:
                 try:

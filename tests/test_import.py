@@ -1,4 +1,5 @@
-"""Importing the package stays cheap: no cloud SDK, numpy or pydantic."""
+"""Importing the package stays cheap: no cloud SDK, numpy, pydantic or any
+library a materializer serves (each is imported when its type is used)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ def test_import_pulls_in_no_heavy_dependency() -> None:
         "import sys, registry\n"
         "from registry import Registry, AsyncRegistry, LocalRegistryBackend\n"
         "Registry\n"
-        "heavy = {'numpy', 'pydantic', 'boto3', 'aioboto3', 'botocore', 'google', 'torch',"
-        " 'click', 'rich'}\n"
+        "heavy = {'numpy', 'pydantic', 'boto3', 'aioboto3', 'botocore', 'google', 'torch',\n"
+        "         'safetensors', 'pandas', 'pyarrow', 'polars', 'PIL', 'scipy', 'onnx',\n"
+        "         'sklearn', 'skops', 'joblib', 'transformers', 'tokenizers', 'datasets',\n"
+        "         'huggingface_hub', 'click', 'rich'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run(

@@ -21,6 +21,7 @@ LAYERS = [
     "registry.store",
     "registry._sync",
     "registry.store.sync",  # the Store facade accepts sync Registry mounts
+    "registry.integrations",  # torch datasets over a sync Registry
     "registry.demo",
     "registry.cli",  # the `registry` command: above everything it drives
     "registry.__main__",

@@ -30,6 +30,7 @@ from registry.materializers.base import (
     BlobMaterializer,
     MaterializerProtocol,
     Unsupported,
+    describe,
     entry_for,
     hash_file,
     uses_pickle,
@@ -46,12 +47,19 @@ STREAM_BYTES = 8 * 1024 * 1024  # above this, blob materializers stream to a fil
 class Artifacts:
     """What ``write_artifacts`` produced for one save."""
 
-    __slots__ = ("files", "inline", "materializer")
+    __slots__ = ("files", "inline", "materializer", "stored_as")
 
-    def __init__(self, materializer: str, files: dict[str, FileEntry], inline: bytes | None):
+    def __init__(
+        self,
+        materializer: str,
+        files: dict[str, FileEntry],
+        inline: bytes | None,
+        stored_as: dict[str, Any] | None = None,
+    ):
         self.materializer = materializer
         self.files = files
         self.inline = inline
+        self.stored_as = stored_as or {}
 
 
 async def write_artifacts(
@@ -87,7 +95,7 @@ async def write_artifacts(
                 f"no materializer accepted it ({last})" if last else "no materializer for its type",
                 type(obj).__qualname__,
             )
-        return Artifacts(path, files, inline)
+        return Artifacts(path, files, inline, describe(materializer, obj))
     raise MaterializerError(f"no materializer accepted {type(obj).__qualname__}: {last}")
 
 

@@ -8,12 +8,13 @@ materializer reads untrusted bytes safely are hashed while they load.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,12 +37,19 @@ from registry.exceptions import (
 from registry.materializers.base import (
     BlobMaterializer,
     MaterializerProtocol,
+    check_load_options,
     entry_for,
     hash_file,
     loads_untrusted_safely,
-    uses_pickle,
+    needs_pickle,
 )
-from registry.materializers.lookup import get_materializer, import_path, is_trusted_materializer
+from registry.materializers.lookup import (
+    get_materializer,
+    import_path,
+    is_trusted_materializer,
+    known_class,
+    safe_class,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,15 @@ def _import_class(path: str) -> type | None:
     except (ImportError, AttributeError):
         return None
     return cls if isinstance(cls, type) else None
+
+
+def object_class(meta: ObjectMeta, allow_pickle: bool, registered: Collection[str]) -> type | None:
+    """The stored object's class for the materializer. With allow_pickle=False
+    the metadata is not trusted to choose code to import (a module's top
+    level runs on import): see ``safe_class``."""
+    if allow_pickle:
+        return known_class(meta.object_class) or _import_class(meta.object_class)
+    return safe_class(meta.object_class, registered)
 
 
 def _check(meta: ObjectMeta, rel: str, actual: FileEntry, where: str) -> None:
@@ -104,14 +121,18 @@ async def read_artifacts(
     allow_pickle: bool,
     cache: Cache | None = None,
     trusted_materializers: Collection[str] = (),
+    registered_classes: Collection[str] = (),
+    options: Mapping[str, Any] | None = None,
     offline: bool = False,
 ) -> Any:
     """Load the object ``meta`` describes.
 
     With ``allow_pickle=False`` the metadata is not trusted to name code: only
     built-in materializers, ``trusted_materializers`` (the registered ones) and
-    classes handed over in this process are imported. ``offline``: use only
-    what the cache holds (RegistryObjectNotFound for the rest).
+    classes handed over in this process are imported, and the object's class
+    only as ``object_class`` allows. ``options`` go to the materializer's load
+    as keywords (``map_location=...``); it must list them in ``load_options``.
+    ``offline``: use only what the cache holds (RegistryObjectNotFound for the rest).
     """
     where = f"{meta.name}@{meta.version}"
     check_paths(meta, where)
@@ -122,13 +143,17 @@ async def read_artifacts(
             "metadata: register it with register_materializer() or open with allow_pickle=True"
         )
     materializer = get_materializer(meta.materializer)
-    if uses_pickle(materializer) and not allow_pickle:
+    options = dict(options or {})
+    check_load_options(materializer, meta.materializer, options)
+    if needs_pickle(materializer, options) and not allow_pickle:
+        hint = getattr(materializer, "pickle_refused_hint", "")
         raise PickleRefused(
             f"{where} was stored with pickle ({meta.object_class}) and this registry has "
             "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
+            + (f"; {hint}" if hint else "")
         )
-    cls = _import_class(meta.object_class)
-    reading = _Reading(materializer, meta, cls, where)
+    cls = object_class(meta, allow_pickle, registered_classes)
+    reading = _Reading(materializer, _with_options(materializer, options), meta, cls, where)
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -137,9 +162,12 @@ async def read_artifacts(
             (rel,) = meta.files
             _check(meta, rel, entry_for(data), where)
         assert isinstance(materializer, BlobMaterializer)
+        loads: Callable[..., Any] = (
+            functools.partial(materializer.loads, **options) if options else materializer.loads
+        )
         if len(data) <= ON_LOOP_BYTES:
-            return materializer.loads(data, cls)
-        return await anyio.to_thread.run_sync(materializer.loads, data, cls)
+            return loads(data, cls)
+        return await anyio.to_thread.run_sync(loads, data, cls)
 
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
@@ -208,11 +236,22 @@ async def _load_cached(
 PARALLEL_VERIFY_BYTES = 8 * 1024 * 1024
 
 
+Loader = Callable[[Path, "type | None"], Any]
+
+
+def _with_options(materializer: MaterializerProtocol, options: Mapping[str, Any]) -> Loader:
+    if not options:
+        return materializer.load
+    return functools.partial(materializer.load, **options)
+
+
 @dataclass(frozen=True, slots=True)
 class _Reading:
-    """One version being loaded: how, what, into which class, named how in errors."""
+    """One version being loaded: how (the materializer, and its load with the
+    caller's options), what, into which class, named how in errors."""
 
     materializer: MaterializerProtocol
+    load: Loader
     meta: ObjectMeta
     cls: type | None
     where: str
@@ -277,6 +316,6 @@ def _load_folder(reading: _Reading, folder: Path, verify: Verify) -> Any:
     if verify != "none":
         _verify_folder(reading.meta, folder, reading.where)
     try:
-        return reading.materializer.load(folder, reading.cls)
+        return reading.load(folder, reading.cls)
     except FileNotFoundError as exc:
         raise RegistryIntegrityError(f"{reading.where}: artifact missing ({exc})") from None

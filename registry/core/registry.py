@@ -54,7 +54,12 @@ from registry.exceptions import (
     RegistryObjectNotFound,
 )
 from registry.materializers.base import MaterializerProtocol
-from registry.materializers.lookup import candidates, class_path, materializer_path
+from registry.materializers.lookup import (
+    candidates,
+    class_path,
+    materializer_path,
+    remember_class,
+)
 
 if TYPE_CHECKING:
     import asyncio
@@ -255,7 +260,12 @@ class RegistryCore:
 
     @overload
     async def load(
-        self, name: str, *, version: str = LATEST, verify: Verify | None = None
+        self,
+        name: str,
+        *,
+        version: str = LATEST,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any: ...
 
     @overload
@@ -266,6 +276,7 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     async def load(
@@ -275,31 +286,40 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         progress: Progress | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         """Load a version (default: the latest). A list of names loads a batch.
 
         ``verify``: "none" trusts stored bytes, "integrity" (default) checks
         every file's sha256 against the metadata, "full" also re-reads remote
         metadata past any cache (the same as "integrity" on local disk).
+        ``options`` go to the materializer's load, e.g. ``{"map_location":
+        "cuda:0"}`` for torch tensors (a TypeError names the ones it takes).
         """
         level = check_verify(verify or self.verify)
         if isinstance(name, list):
             versions = per_item(version, len(name), "version")
 
             async def one(item: tuple[str, str | None]) -> Any:
-                return await self._load_one(item[0], item[1] or LATEST, level)
+                return await self._load_one(item[0], item[1] or LATEST, level, options)
 
             items = list(zip(name, versions, strict=True))
             return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
-        return await self._load_one(name, version, level)
+        return await self._load_one(name, version, level, options)
 
-    async def _load_one(self, name: str, version: str, verify: Verify) -> Any:
+    async def _load_one(
+        self,
+        name: str,
+        version: str,
+        verify: Verify,
+        options: Mapping[str, Any] | None = None,
+    ) -> Any:
         started = time.perf_counter()
         meta = await self._meta(name, version, verify)
         try:
-            obj = await self._read(meta, verify)
+            obj = await self._read(meta, verify, options)
         except RegistryIntegrityError as exc:
             if self._cache is None or self.offline or verify == "full":
                 raise
@@ -308,7 +328,7 @@ class RegistryCore:
             logger.warning("%s@%s: cached metadata dropped and read again (%s)", name, version, exc)
             self._cache.drop_meta(name, Version(meta.version).key)
             meta = await self._meta(name, version, "full")
-            obj = await self._read(meta, verify)
+            obj = await self._read(meta, verify, options)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "loaded %s@%s (asked for %s): %d bytes, verify=%s, from %s in %.1f ms",
@@ -322,7 +342,9 @@ class RegistryCore:
             )
         return obj
 
-    async def _read(self, meta: ObjectMeta, verify: Verify) -> Any:
+    async def _read(
+        self, meta: ObjectMeta, verify: Verify, options: Mapping[str, Any] | None = None
+    ) -> Any:
         settings = await self._open()
         return await read_artifacts(
             self.backend,
@@ -331,6 +353,8 @@ class RegistryCore:
             allow_pickle=self.allow_pickle,
             cache=self._cache,
             trusted_materializers=settings.materializers.values(),
+            registered_classes=settings.materializers.keys(),
+            options=options,
             offline=self.offline,
         )
 
@@ -341,6 +365,7 @@ class RegistryCore:
         version: str | Sequence[str] = LATEST,
         verify: Verify | None = None,
         limit: int | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> AsyncGenerator[tuple[str, Any], None]:
         """Yield ``(name, obj)`` as each load finishes (not in input order).
 
@@ -357,7 +382,8 @@ class RegistryCore:
         queue = iter(zip(names, versions, strict=True))
 
         async def one(item_name: str, item_version: str | None) -> tuple[str, Any]:
-            return item_name, await self._load_one(item_name, item_version or LATEST, level)
+            loaded = await self._load_one(item_name, item_version or LATEST, level, options)
+            return item_name, loaded
 
         try:
             while True:

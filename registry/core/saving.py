@@ -26,7 +26,7 @@ from registry.core.metadata import encode_meta
 from registry.core.types import ObjectMeta
 from registry.core.versions import Version
 from registry.exceptions import RegistryVersionConflict
-from registry.materializers.lookup import class_path
+from registry.materializers.lookup import class_path, remember_class
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ async def save_version(
     started = time.perf_counter()
     uid = uuidlib.uuid4().hex
     artifacts = await write_artifacts(backend, name, uid, obj, choices, inline_limit, cache)
+    remember_class(type(obj))  # this process may import it again under allow_pickle=False
     meta = ObjectMeta(
         name=name,
         version="",
@@ -61,6 +62,7 @@ async def save_version(
         created_at=time.time(),
         metadata=dict(metadata or {}),
         inline=artifacts.inline,
+        stored_as=artifacts.stored_as,
     )
     try:
         if explicit is None:

@@ -43,6 +43,8 @@ class ObjectMeta(msgspec.Struct, kw_only=True):
     metadata: dict[str, Any] = {}
     inline: bytes | None = None
     format: int = FORMAT_VERSION
+    #: what the materializer says of the stored form: {"format": "parquet", ...}
+    stored_as: dict[str, Any] = {}
 
     def to_info(self) -> dict[str, Any]:
         """The public ``info()`` view: everything except the inlined bytes."""
@@ -57,6 +59,7 @@ class ObjectMeta(msgspec.Struct, kw_only=True):
             "created_at": self.created_at,
             "metadata": dict(self.metadata),
             "inline": self.inline is not None,
+            "stored_as": dict(self.stored_as),
         }
 
 

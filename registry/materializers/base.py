@@ -22,7 +22,8 @@ import hashlib
 import io
 import os
 import shutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
@@ -90,6 +91,40 @@ def loads_untrusted_safely(materializer: MaterializerProtocol) -> bool:
     return bool(getattr(materializer, "loads_untrusted_safely", False))
 
 
+def needs_pickle(materializer: MaterializerProtocol, options: Mapping[str, Any]) -> bool:
+    """Whether this load runs pickle: ``uses_pickle`` unless one of the load
+    options the materializer names in ``pickle_free_with`` is set (a module
+    saved with a pickled skeleton still loads its weights alone safely)."""
+    if not uses_pickle(materializer):
+        return False
+    free: Collection[str] = getattr(materializer, "pickle_free_with", ())
+    return not any(options.get(option) for option in free)
+
+
+def describe(materializer: MaterializerProtocol, obj: Any) -> dict[str, Any]:
+    """What the version's metadata records about the stored form of ``obj``
+    (``info()["stored_as"]``): at least its format, where the materializer
+    tells one."""
+    method = getattr(materializer, "describe", None)
+    if callable(method):
+        return dict(method(obj))
+    return {}
+
+
+def check_load_options(
+    materializer: MaterializerProtocol, path: str, options: Mapping[str, Any]
+) -> None:
+    """A TypeError naming the options this materializer takes, for others."""
+    accepted: Collection[str] = getattr(materializer, "load_options", ())
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(sorted(accepted)) if accepted else "none"
+        raise TypeError(
+            f"load options {unknown} are not understood by {path} (it takes: {takes}); "
+            "drop them or load an object stored by a materializer that takes them"
+        )
+
+
 class Materializer:
     """Folder-shaped materializer. Subclass and implement save and load."""
 
@@ -99,12 +134,24 @@ class Materializer:
     #: copies or parses them strictly). Large objects are then verified in a
     #: second thread while they load, instead of before: one pass, not two.
     loads_untrusted_safely: ClassVar[bool] = False
+    #: The format on disk, recorded in the metadata (``info()["stored_as"]``).
+    format: ClassVar[str | None] = None
+    #: Keyword options ``load`` accepts (``reg.load(name, options={...})``).
+    load_options: ClassVar[frozenset[str]] = frozenset()
+    #: Load options under which a ``uses_pickle`` materializer runs no pickle.
+    pickle_free_with: ClassVar[frozenset[str]] = frozenset()
+    #: Said when allow_pickle=False refuses a load: what to do instead.
+    pickle_refused_hint: ClassVar[str] = ""
 
     def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry] | None:
         raise NotImplementedError
 
     def load(self, folder: Path, cls: type | None) -> Any:
         raise NotImplementedError
+
+    def describe(self, obj: Any) -> Mapping[str, Any]:
+        """Recorded in the metadata after a save; override to add details."""
+        return {"format": self.format} if self.format else {}
 
 
 class BlobMaterializer(Materializer):
@@ -210,3 +257,92 @@ def hash_file(path: Path) -> FileEntry:
             digest.update(chunk)
             size += len(chunk)
     return FileEntry(size=size, sha256=digest.hexdigest())
+
+
+class ParallelHashingWriter:
+    """Writes buffers to a file while a second thread hashes them.
+
+    sha256 releases the GIL on large buffers, so a big object is written and
+    hashed at once on two cores, with no copy: the caller keeps each buffer
+    unchanged until ``close()`` (the worker reads it in place, in order).
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._hash = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash")
+        self._pending: list[Any] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._pending.append(self._pool.submit(self._hash.update, view))
+        self._file.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def close(self) -> FileEntry:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown()
+            self._file.close()
+        return FileEntry(size=self.size, sha256=self._hash.hexdigest())
+
+    def __enter__(self) -> ParallelHashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._file.closed:
+            self.close()
+
+
+class FollowingHasher:
+    """Hashes a file in a second thread while another appends to it.
+
+    For writers that only append through their own handle (Parquet, Arrow
+    IPC): the thread reads what has been written so far, from the page
+    cache, so the hash is ready soon after the last write instead of taking
+    a second pass over the file. The file must exist before this starts.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by the thread
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="registry-hash", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> bool:
+        chunk = self._file.read(CHUNK)
+        if chunk:
+            self._hash.update(chunk)
+            self._size += len(chunk)
+        return bool(chunk)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                if self._drain():
+                    continue
+                if self._done.is_set():
+                    while self._drain():  # what was written before finish()
+                        pass
+                    return
+                self._done.wait(0.002)
+        except BaseException as exc:  # reported by finish()
+            self._error = exc
+        finally:
+            self._file.close()
+
+    def finish(self) -> FileEntry:
+        """Call once the writer has closed the file: its entry."""
+        self._done.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return FileEntry(size=self._size, sha256=self._hash.hexdigest())

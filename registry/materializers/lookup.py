@@ -7,8 +7,10 @@ object of theirs is saved or loaded.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
+import sys
 from collections.abc import Collection, Mapping
 from functools import cache
 from typing import Any
@@ -33,7 +35,53 @@ BUILTIN_TABLE: dict[str, str] = {
     "pathlib._local.PurePath": _M + "path.PathMaterializer",  # Python >= 3.13
     "numpy.ndarray": _M + "numpy.NumpyMaterializer",
     "pydantic.main.BaseModel": _M + "structured.PydanticMaterializer",
+    # torch: a module rebuilt from data where it can be, else weights + skeleton
+    "torch.Tensor": _M + "torch_tensors.TensorMaterializer",
+    "torch.nn.parameter.Parameter": _M + "torch_tensors.TensorMaterializer",
+    "torch.nn.modules.module.Module": _M + "torch_modules.ModuleMaterializer",
+    "torch.jit._script.RecursiveScriptModule": _M + "torch_script.TorchScriptMaterializer",
+    "torch.jit._script.ScriptModule": _M + "torch_script.TorchScriptMaterializer",
+    # tables
+    "pandas.DataFrame": _M + "pandas.PandasMaterializer",
+    "pandas.core.frame.DataFrame": _M + "pandas.PandasMaterializer",
+    "pandas.Series": _M + "pandas.PandasMaterializer",
+    "pandas.core.series.Series": _M + "pandas.PandasMaterializer",
+    "pyarrow.lib.Table": _M + "arrow.ArrowMaterializer",
+    "pyarrow.lib.RecordBatch": _M + "arrow.ArrowMaterializer",
+    "polars.dataframe.frame.DataFrame": _M + "polars.PolarsMaterializer",
+    # images, sparse matrices, ONNX, scikit-learn
+    "PIL.Image.Image": _M + "images.ImageMaterializer",
+    "scipy.sparse._base._spbase": _M + "sparse.SparseMaterializer",
+    "onnx.onnx_ml_pb2.ModelProto": _M + "onnx.OnnxMaterializer",
+    "onnx.onnx_pb.ModelProto": _M + "onnx.OnnxMaterializer",
+    "sklearn.base.BaseEstimator": _M + "sklearn.SkopsMaterializer",
+    # Hugging Face: save_pretrained / save_to_disk folders, loaded locally
+    "transformers.modeling_utils.PreTrainedModel": _M + "hf.PretrainedMaterializer",
+    "transformers.tokenization_utils_base.PreTrainedTokenizerBase": _M
+    + "hf.PretrainedMaterializer",
+    "transformers.processing_utils.ProcessorMixin": _M + "hf.PretrainedMaterializer",
+    "transformers.feature_extraction_utils.FeatureExtractionMixin": _M
+    + "hf.PretrainedMaterializer",
+    "transformers.image_processing_base.ImageProcessingMixin": _M + "hf.PretrainedMaterializer",
+    "transformers.configuration_utils.PretrainedConfig": _M + "hf.PretrainedMaterializer",
+    "transformers.configuration_utils.PreTrainedConfig": _M + "hf.PretrainedMaterializer",
+    "tokenizers.Tokenizer": _M + "hf.TokenizerMaterializer",
+    "datasets.arrow_dataset.Dataset": _M + "hf.DatasetMaterializer",
+    "datasets.dataset_dict.DatasetDict": _M + "hf.DatasetMaterializer",
 }
+
+# Tried after the table's choice and before plain pickle: both need pickle,
+# but keep what they can in a safe format (weights in safetensors).
+FALLBACKS: dict[str, str] = {
+    _M + "torch_modules.ModuleMaterializer": _M + "torch_modules.SkeletonModuleMaterializer",
+    _M + "sklearn.SkopsMaterializer": _M + "sklearn.JoblibMaterializer",
+}
+
+# Top-level packages whose classes loading may import with allow_pickle=False:
+# the frameworks the built-in materializers are written for.
+FRAMEWORKS = frozenset(
+    path.split(".")[0] for path in BUILTIN_TABLE if not path.startswith("builtins.")
+)
 
 
 def class_path(cls: type) -> str:
@@ -44,16 +92,73 @@ def candidates(obj: Any, registered: Mapping[str, str]) -> list[str]:
     """Materializer import paths to try for ``obj``, best first; pickle last.
 
     The most specific class in the MRO wins; at one class, a registration
-    made by the user wins over a built-in.
+    made by the user wins over a built-in. A plain dict of torch tensors (a
+    state dict) is stored as safetensors.
     """
+    if _is_tensor_dict(obj) and class_path(type(obj)) not in registered:
+        return [TENSORS, PICKLE]
     for cls in type(obj).__mro__:
         path = class_path(cls)
         found = registered.get(path) or BUILTIN_TABLE.get(path)
         if found:
-            return [found, PICKLE] if found != PICKLE else [PICKLE]
+            if found == PICKLE:
+                return [PICKLE]
+            fallback = FALLBACKS.get(found)
+            return [found, fallback, PICKLE] if fallback else [found, PICKLE]
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return [DATACLASS, PICKLE]
     return [PICKLE]
+
+
+def safe_class(path: str, registered: Collection[str]) -> type | None:
+    """The class ``path`` names, if getting it imports no code the metadata
+    chose: a class of a framework the built-in materializers serve, one
+    registered with the registry or handed over in this process, or one whose
+    module is already imported. Else None (the materializer then works
+    without it, or says to import its module first)."""
+    module_name = path.rpartition(".")[0]
+    top = path.split(".")[0]
+    allowed = (
+        top in FRAMEWORKS
+        or top == "builtins"
+        or path in registered
+        or path in _known_object_classes
+    )
+    if not allowed:
+        loaded = sys.modules.get(module_name)
+        if loaded is None:
+            return None
+    try:
+        found = _known_object_classes.get(path) or import_path(path)
+    except (ImportError, AttributeError):
+        return None
+    return found if isinstance(found, type) else None
+
+
+# Classes of objects saved in this process: loading them imports nothing new.
+_known_object_classes: dict[str, type] = {}
+
+
+def known_class(path: str) -> type | None:
+    return _known_object_classes.get(path)
+
+
+def remember_class(cls: type) -> None:
+    _known_object_classes.setdefault(class_path(cls), cls)
+
+
+TENSORS = _M + "torch_tensors.TensorMaterializer"
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    # An object holding tensors means torch is imported already: never import it here.
+    torch = sys.modules.get("torch")
+    return (
+        torch is not None
+        and type(obj) in (dict, collections.OrderedDict)
+        and bool(obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def import_path(path: str) -> Any:

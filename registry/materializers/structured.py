@@ -36,7 +36,8 @@ class DataclassMaterializer(BlobMaterializer):
             data = msgspec.json.encode(obj)
             if msgspec.json.decode(data, type=type(obj)) != obj:
                 raise Unsupported("dataclass does not round-trip through JSON")
-        except (msgspec.ValidationError, TypeError) as exc:
+        except (msgspec.ValidationError, TypeError, NameError) as exc:
+            # NameError: annotations naming a type not importable here
             raise Unsupported(str(exc)) from exc
         return data
 

@@ -316,7 +316,12 @@ class AsyncStore:
 
     @overload
     async def load(
-        self, key: str, *, version: str | None = None, verify: Verify | None = None
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any: ...
 
     @overload
@@ -326,6 +331,7 @@ class AsyncStore:
         *,
         version: str | Sequence[str | None] | None = None,
         verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     async def load(
@@ -334,8 +340,11 @@ class AsyncStore:
         *,
         version: str | Sequence[str | None] | None = None,
         verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Load the object at ``key`` (no version: the latest). A list loads a batch."""
+        """Load the object at ``key`` (no version: the latest). A list loads a batch.
+
+        ``options`` go to the materializer's load, as in AsyncRegistry.load."""
         key = with_version(key, version)
         if isinstance(key, list):
 
@@ -343,12 +352,14 @@ class AsyncStore:
                 reg: AsyncRegistry, _: list[int], pks: list[StoreKey]
             ) -> BatchResult[Any]:
                 versions = [k.version or LATEST for k in pks]
-                return await reg.load([k.name for k in pks], version=versions, verify=verify)
+                return await reg.load(
+                    [k.name for k in pks], version=versions, verify=verify, options=options
+                )
 
             return await self._table.dispatch(await self._table.read_routes(key), call)
         route = await self._table.read_route(key)
         return await route.registry.load(
-            route.key.name, version=route.key.version or LATEST, verify=verify
+            route.key.name, version=route.key.version or LATEST, verify=verify, options=options
         )
 
     async def get(self, key: str, default: Any = None) -> Any:

@@ -152,7 +152,12 @@ class Store:
 
     @overload
     def load(
-        self, key: str, *, version: str | None = None, verify: Verify | None = None
+        self,
+        key: str,
+        *,
+        version: str | None = None,
+        verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any: ...
 
     @overload
@@ -162,6 +167,7 @@ class Store:
         *,
         version: str | Sequence[str | None] | None = None,
         verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> BatchResult[Any]: ...
 
     def load(
@@ -170,9 +176,10 @@ class Store:
         *,
         version: str | Sequence[str | None] | None = None,
         verify: Verify | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         astore: Any = self._astore  # the overloads are checked on AsyncStore
-        return get_runner().run(astore.load(key, version=version, verify=verify))
+        return get_runner().run(astore.load(key, version=version, verify=verify, options=options))
 
     def get(self, key: str, default: Any = None) -> Any:
         return get_runner().run(self._astore.get(key, default))
