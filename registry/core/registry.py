@@ -58,7 +58,6 @@ from registry.materializers.lookup import (
     candidates,
     class_path,
     materializer_path,
-    remember_class,
 )
 
 if TYPE_CHECKING:
