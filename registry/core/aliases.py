@@ -83,7 +83,7 @@ def check_version_or_alias(version: str) -> None:
         validate_name(version)
     except ValueError:
         raise ValueError(
-            f"{version!r} is neither a version nor an alias: {VERSION_RULE}; {ALIAS_RULE}"
+            f"invalid version or alias {version!r}, it is neither: {VERSION_RULE}; {ALIAS_RULE}"
         ) from None
 
 
