@@ -28,6 +28,7 @@ from registry.exceptions import (
     RegistryObjectNotFound,
     RegistryOfflineError,
 )
+from registry.store.errors import StoreKeyFormatError, StoreReadOnlyError
 from registry.testing.counting import CountingBackend
 from tests.conftest import Target
 from tests.test_cache_offline import Unreachable
@@ -292,10 +293,39 @@ def test_sync_facade_and_store_route_aliases(tmp_path: Path) -> None:
         reg.set_alias("resnet", "production", "2")
     finally:
         reg.close()
-    store = Store({"models": Registry(tmp_path / "models")})
+    frozen = Registry(tmp_path / "frozen", version_objects=True)
+    frozen.save("x", 1)
+    frozen.close()
+    store = Store(
+        {"models": Registry(tmp_path / "models"), "frozen": Registry(tmp_path / "frozen")},
+        read_only=["frozen"],
+    )
     try:
         assert store.load("models/resnet@production") == "two"
         assert store["resnet@production"] == "two"  # unqualified: found in its mount
+        assert store.set_alias("resnet", "staging", "1") == "1"
+        assert store.aliases("models/resnet") == {"production": "2", "staging": "1"}
+        store.delete_alias("models/resnet", "staging", expected="1")
+        with pytest.raises(StoreKeyFormatError):
+            store.set_alias("models/resnet@2", "staging", "1")
+        store.save("models/ckpt", "a")
+        store.set_retention("models/ckpt", keep_last=1)
+        store.save("models/ckpt", "b")
+        assert store.list_versions("models/ckpt") == ["2"]
+        found = store.find("models/res*")
+        assert [(f.name, f.version, f.info["mount"]) for f in found] == [
+            ("models/resnet", "1", "models"),
+            ("models/resnet", "2", "models"),
+        ]
+        assert [f.name for f in store.find()] == [
+            "models/ckpt",
+            "models/resnet",
+            "models/resnet",
+            "frozen/x",
+        ]
+        assert [f.name for f in store.find("*/x")] == ["frozen/x"]
+        with pytest.raises(StoreReadOnlyError):
+            store.set_alias("frozen/x", "production", "1")
     finally:
         store.close()
 
