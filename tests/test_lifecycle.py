@@ -469,3 +469,15 @@ async def test_what_retention_costs_a_save(tmp_path: Path) -> None:
         await reg.save("n", "d", version="4")
         assert counting.counts == Counter({"list": 2, "put": 2})
         assert await reg.list_versions("n") == ["3", "4"]
+
+
+async def test_a_batch_reads_the_policies_once(moto_target: Target, tmp_path: Path) -> None:
+    """The first saves of a batch all need the policies: one listing serves them."""
+    counting = CountingBackend(moto_target.backend())
+    async with AsyncRegistry(
+        backend=counting, version_objects=True, cache_dir=tmp_path / "cache"
+    ) as reg:
+        counting.reset()
+        saved = await reg.save(["n"] * 20, list(range(20)), version=[str(v) for v in range(1, 21)])
+        assert saved.ok
+        assert counting.counts == Counter({"put": 20, "list": 1})

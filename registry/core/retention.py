@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import anyio
 import msgspec
 
 from registry.backends.base import Backend, FileInfo
@@ -146,9 +147,27 @@ class Policies:
 
     async def table(self, *, fresh: bool = False) -> dict[str | None, RetentionPolicy]:
         """name (None: registry-wide) -> policy."""
-        now = time.monotonic()
-        if not fresh and self._table is not None and now - self._read_at < POLICY_TTL:
+        if not fresh and self._table is not None and time.monotonic() - self._read_at < POLICY_TTL:
             return self._table
+        # The first saves of a batch all find the table missing: one reads it,
+        # the others wait for that read (state per event loop, like clients).
+        state = self.backend.loop_state()
+        slot = f"retention-policies-{id(self)}"
+        running: anyio.Event | None = state.get(slot)
+        if running is not None and not fresh:
+            await running.wait()
+            if self._table is not None:
+                return self._table
+        done = state[slot] = anyio.Event()
+        try:
+            return await self._read()
+        finally:
+            done.set()
+            if state.get(slot) is done:
+                del state[slot]
+
+    async def _read(self) -> dict[str | None, RetentionPolicy]:
+        now = time.monotonic()
         table: dict[str | None, RetentionPolicy] = {}
         etags: dict[str, tuple[str, RetentionPolicy]] = {}
         async for entry in self.backend.list(RETENTION_ROOT, delimiter="/"):
