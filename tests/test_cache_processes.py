@@ -58,11 +58,16 @@ def test_eight_processes_load_one_uncached_object(moto_target: Any, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_writers_in_four_processes_under_a_small_cap(moto_target: Any, tmp_path: Path) -> None:
+def test_writers_in_four_processes_under_small_caps(moto_target: Any, tmp_path: Path) -> None:
     cap = 3 * MIB
     cache_dir = tmp_path / "shared-cache"
     config = pickle.dumps(
-        Registry(backend=moto_target.backend(), cache_dir=cache_dir, cache_max_bytes=cap)
+        Registry(
+            backend=moto_target.backend(),
+            cache_dir=cache_dir,
+            cache_max_bytes=cap,
+            cache_max_entries=10,
+        )
     )
     start_at = time.time() + 3.0
     with multiprocessing.get_context("spawn").Pool(4) as pool:
@@ -75,6 +80,7 @@ def test_writers_in_four_processes_under_a_small_cap(moto_target: Any, tmp_path:
     with reg:
         info = reg.cache_info()
         assert 0 < info.total_bytes <= cap, info.total_bytes
+        assert 0 < len(info.entries) <= 10, len(info.entries)
         assert info.root is not None and leftovers(info.root) == []
 
 

@@ -11,7 +11,8 @@ def test_import_pulls_in_no_heavy_dependency() -> None:
         "import sys, registry\n"
         "from registry import Registry, AsyncRegistry, LocalRegistryBackend\n"
         "Registry\n"
-        "heavy = {'numpy', 'pydantic', 'boto3', 'aioboto3', 'botocore', 'google', 'torch'}\n"
+        "heavy = {'numpy', 'pydantic', 'boto3', 'aioboto3', 'botocore', 'google', 'torch',"
+        " 'click', 'rich'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     out = subprocess.run(

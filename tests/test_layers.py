@@ -22,6 +22,8 @@ LAYERS = [
     "registry._sync",
     "registry.store.sync",  # the Store facade accepts sync Registry mounts
     "registry.demo",
+    "registry.cli",  # the `registry` command: above everything it drives
+    "registry.__main__",
 ]
 
 

@@ -11,10 +11,8 @@ fanout.py); aliases, retention and find come from the Lifecycle mixin
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid as uuidlib
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -26,7 +24,6 @@ import msgspec
 from registry.backends.base import Backend
 from registry.core import mvcc
 from registry.core.aliases import is_alias
-from registry.core.artifacts import delete_folder, write_artifacts
 from registry.core.batches import per_item, skip_existing
 from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
 from registry.core.fanout import Progress, fanout
@@ -34,7 +31,7 @@ from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, meta_key, split_meta_key
 from registry.core.lifecycle import Lifecycle
 from registry.core.loading import prefetch_files, read_artifacts
-from registry.core.metadata import encode_meta, explicit_version, find_meta, version_key
+from registry.core.metadata import explicit_version, find_meta, version_key
 from registry.core.names import parse_key, split_key, validate_name
 from registry.core.offline import (
     cached_meta,
@@ -44,6 +41,7 @@ from registry.core.offline import (
     refuse,
 )
 from registry.core.retention import Policies
+from registry.core.saving import save_version
 from registry.core.settings import StoredSettings
 from registry.core.types import (
     BatchResult,
@@ -58,7 +56,6 @@ from registry.exceptions import (
     RegistryConfigError,
     RegistryIntegrityError,
     RegistryObjectNotFound,
-    RegistryVersionConflict,
 )
 from registry.materializers.base import MaterializerProtocol
 from registry.materializers.lookup import candidates, class_path, materializer_path
@@ -230,7 +227,6 @@ class RegistryCore(Lifecycle):
         materializer: str | None,
         on_conflict: OnConflict,
     ) -> str:
-        started = time.perf_counter()
         validate_name(name)
         settings = await self._open()
         explicit = explicit_version(version, settings)
@@ -247,68 +243,19 @@ class RegistryCore(Lifecycle):
                 choices = candidates(obj, settings.materializers)
         else:
             choices = [materializer]
-        uid = uuidlib.uuid4().hex
-        artifacts = await write_artifacts(
-            self.backend, name, uid, obj, choices, self.inline_limit, self._cache
+        saved = await save_version(
+            self.backend,
+            self._cache,
+            name,
+            obj,
+            choices,
+            explicit=explicit,
+            metadata=metadata,
+            inline_limit=self.inline_limit,
+            overwrite=on_conflict == "overwrite",
+            unversioned=not settings.version_objects,
         )
-        meta = ObjectMeta(
-            name=name,
-            version="",
-            uuid=uid,
-            materializer=artifacts.materializer,
-            object_class=class_path(type(obj)),
-            files=artifacts.files,
-            size=sum(f.size for f in artifacts.files.values()),
-            created_at=time.time(),
-            metadata=dict(metadata or {}),
-            inline=artifacts.inline,
-        )
-        try:
-            if explicit is None:
-
-                def encode(v: str) -> bytes:
-                    return encode_meta(meta, v)
-
-                saved = await mvcc.commit_auto(self.backend, name, encode)
-                meta_bytes = encode(saved)
-            else:
-                meta_bytes = encode_meta(meta, explicit.spelling)
-                await mvcc.commit_explicit(
-                    self.backend, name, explicit, meta_bytes, overwrite=on_conflict == "overwrite"
-                )
-                saved = explicit.spelling
-        except RegistryVersionConflict as conflict:
-            # Only a lost race is known not to have committed; after any other
-            # failure the commit may have landed, so the janitor decides later.
-            if artifacts.inline is None:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                    await delete_folder(self.backend, name, uid, artifacts.files)
-                    if self._cache is not None:
-                        await anyio.to_thread.run_sync(self._cache.discard, name, uid)
-            if settings.version_objects:
-                raise
-            raise RegistryVersionConflict(
-                f"{name!r} already exists and this registry keeps one version per name "
-                "(version_objects=False); delete it first, or open the registry with "
-                "mutable=True and pass on_conflict='overwrite' to replace it",
-                name=name,
-                version=conflict.version,
-            ) from None
-        if self._cache is not None:
-            self._cache.write_meta(name, Version(saved).key, meta_bytes)
         await self._retain_after_save(name)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "saved %s@%s: %d bytes in %d files%s via %s to %s in %.1f ms",
-                name,
-                saved,
-                meta.size,
-                len(meta.files),
-                " (inline)" if meta.inline is not None else "",
-                meta.materializer,
-                self.backend.uri,
-                (time.perf_counter() - started) * 1000,
-            )
         return saved
 
     # -- load ------------------------------------------------------------------
