@@ -151,7 +151,7 @@ async def move(
             where = "does not exist" if current is None else f"points to version {current!r}"
             raise RegistryAliasConflict(
                 f"alias {alias!r} of {name!r} {where}, not {expected!r} as expected; "
-                "read it again with aliases() and retry with that value",
+                "read it again (aliases(), `registry alias ls`) and retry with that value",
                 name=name,
                 alias=alias,
                 current=current,

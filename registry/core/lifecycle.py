@@ -278,8 +278,8 @@ class Lifecycle:
             if held:
                 raise RegistryAliasConflict(
                     f"cannot delete {name}@{target}: alias {', '.join(map(repr, held))} "
-                    "points to it; move it with set_alias() or remove it with "
-                    "delete_alias() first",
+                    "points to it; move it (set_alias(), `registry alias set`) or remove "
+                    "it (delete_alias(), `registry alias rm`) first",
                     name=name,
                     alias=held[0],
                     current=str(target),
