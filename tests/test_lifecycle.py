@@ -481,3 +481,13 @@ async def test_a_batch_reads_the_policies_once(moto_target: Target, tmp_path: Pa
         saved = await reg.save(["n"] * 20, list(range(20)), version=[str(v) for v in range(1, 21)])
         assert saved.ok
         assert counting.counts == Counter({"put": 20, "list": 1})
+
+
+async def test_unversioned_saves_pay_nothing_for_retention(tmp_path: Path) -> None:
+    """One version per name: nothing to retire, so no policy is ever read."""
+    counting = CountingBackend(MemoryBackend(), remote=True)
+    async with AsyncRegistry(backend=counting, cache_dir=tmp_path / "cache") as reg:
+        await reg.set_retention(None, keep_last=1)
+        counting.reset()
+        await reg.save("cfg", {"a": 1})
+        assert counting.counts == Counter({"put": 1})

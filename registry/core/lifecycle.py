@@ -299,9 +299,10 @@ class Lifecycle:
         rule keeps it, and the greatest and every aliased version always stay.
 
         ``name`` None sets the registry-wide policy (names without their own).
-        Both None removes the policy. Stored with the registry; applied after
-        each save of the name (by the saver, within ``POLICY_TTL`` seconds of
-        a change made elsewhere) and by ``janitor()``. A retired version is
+        Both None removes the policy. Stored with the registry; applied at
+        once to ``name``, then after each save of it (by the saver, within
+        ``POLICY_TTL`` seconds of a change made elsewhere) and by
+        ``janitor()``; a registry-wide policy by those saves and the janitor. A retired version is
         deleted like ``delete`` (a tombstone: its number is never reused).
         """
         if name is not None:
@@ -337,6 +338,8 @@ class Lifecycle:
         """Apply ``name``'s policy after a save of it. The save has committed:
         a failure here is logged, and the janitor applies the policy later."""
         try:
+            if not (await self._open()).version_objects:
+                return  # one version per name: nothing to retire, nothing to read
             policy = await self._policies.policy_for(name)
             if policy is not None:
                 await self._retain(name, policy)

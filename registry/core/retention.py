@@ -82,6 +82,8 @@ def to_retire(
 ) -> list[tuple[Version, FileInfo]]:
     """The versions ``policy`` removes from ``live`` (ascending); ``protected``
     holds version keys that stay whatever the policy says (aliased ones)."""
+    if policy.keep_last is None and policy.keep_newer_than is None:
+        return []
     ordered = sorted(live, key=lambda pair: pair[0])
     keep = set(protected)
     if ordered:
@@ -90,8 +92,6 @@ def to_retire(
         keep.update(v.key for v, _ in ordered[-policy.keep_last :])
     if policy.keep_newer_than is not None:
         keep.update(v.key for v, info in ordered if now - info.mtime < policy.keep_newer_than)
-    if policy.keep_last is None and policy.keep_newer_than is None:
-        return []
     return [(v, info) for v, info in ordered if v.key not in keep]
 
 
