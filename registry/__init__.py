@@ -27,6 +27,7 @@ _EXPORTS = {
     "S3Backend": "registry.backends.s3",
     "GCSBackend": "registry.backends.gcs",
     "BatchResult": "registry.core.types",
+    "Found": "registry.core.search",
     "JanitorReport": "registry.core.janitor",
     "CacheInfo": "registry.core.cache",
     "CacheEntry": "registry.core.cache",
@@ -98,6 +99,7 @@ if TYPE_CHECKING:  # `X as X`: re-exported for type checkers (__all__ is compute
     from registry.core.cache import CacheInfo as CacheInfo
     from registry.core.cache import PruneReport as PruneReport
     from registry.core.janitor import JanitorReport as JanitorReport
+    from registry.core.search import Found as Found
     from registry.core.types import BatchResult as BatchResult
     from registry.exceptions import *  # noqa: F403
     from registry.materializers.base import BlobMaterializer as BlobMaterializer

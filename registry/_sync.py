@@ -18,6 +18,7 @@ from registry.core.fanout import Progress
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
 from registry.core.names import parse_key
 from registry.core.registry import MaterializerArg, OnConflict
+from registry.core.search import Found, Time
 from registry.core.types import (
     DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_INLINE_LIMIT,
@@ -309,6 +310,106 @@ class Registry:
 
     def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         return get_runner().run(self.async_registry.janitor(grace, dry_run))
+
+    # -- aliases, retention, find (core/lifecycle.py) ----------------------------------
+
+    @overload
+    def set_alias(
+        self, name: str, alias: str, version: str, *, expected: str | None = None
+    ) -> str: ...
+
+    @overload
+    def set_alias(
+        self,
+        name: list[str],
+        alias: str | Sequence[str],
+        version: str | Sequence[str],
+        *,
+        expected: str | Sequence[str | None] | None = None,
+    ) -> BatchResult[str]: ...
+
+    def set_alias(
+        self,
+        name: str | list[str],
+        alias: str | Sequence[str],
+        version: str | Sequence[str],
+        *,
+        expected: str | Sequence[str | None] | None = None,
+    ) -> str | BatchResult[str]:
+        areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        result: str | BatchResult[str] = get_runner().run(
+            areg.set_alias(name, alias, version, expected=expected)
+        )
+        return result
+
+    @overload
+    def delete_alias(self, name: str, alias: str, *, expected: str | None = None) -> None: ...
+
+    @overload
+    def delete_alias(
+        self,
+        name: list[str],
+        alias: str | Sequence[str],
+        *,
+        expected: str | Sequence[str | None] | None = None,
+    ) -> BatchResult[None]: ...
+
+    def delete_alias(
+        self,
+        name: str | list[str],
+        alias: str | Sequence[str],
+        *,
+        expected: str | Sequence[str | None] | None = None,
+    ) -> BatchResult[None] | None:
+        areg: Any = self.async_registry
+        result: BatchResult[None] | None = get_runner().run(
+            areg.delete_alias(name, alias, expected=expected)
+        )
+        return result
+
+    @overload
+    def aliases(self, name: str) -> dict[str, str]: ...
+
+    @overload
+    def aliases(self, name: list[str]) -> BatchResult[dict[str, str]]: ...
+
+    def aliases(self, name: str | list[str]) -> dict[str, str] | BatchResult[dict[str, str]]:
+        areg: Any = self.async_registry
+        result: dict[str, str] | BatchResult[dict[str, str]] = get_runner().run(areg.aliases(name))
+        return result
+
+    def set_retention(
+        self,
+        name: str | None,
+        *,
+        keep_last: int | None = None,
+        keep_newer_than: float | None = None,
+    ) -> None:
+        return get_runner().run(
+            self.async_registry.set_retention(
+                name, keep_last=keep_last, keep_newer_than=keep_newer_than
+            )
+        )
+
+    def retention(self, name: str | None = None) -> dict[str, Any] | None:
+        return get_runner().run(self.async_registry.retention(name))
+
+    def find(
+        self,
+        name: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        created_after: Time = None,
+        created_before: Time = None,
+    ) -> list[Found]:
+        return get_runner().run(
+            self.async_registry.find(
+                name,
+                metadata=metadata,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        )
 
     @property
     def allow_pickle(self) -> bool:

@@ -12,6 +12,7 @@ __all__ = [
     "ObjectNotFound",
     "PickleRefused",
     "PreconditionFailed",
+    "RegistryAliasConflict",
     "RegistryConfigError",
     "RegistryCorruptMetadata",
     "RegistryError",
@@ -43,6 +44,28 @@ class RegistryVersionConflict(RegistryError):
         super().__init__(message)
         self.name = name
         self.version = version
+
+
+class RegistryAliasConflict(RegistryError):
+    """An alias is not where the caller expected it (``set_alias(expected=)``),
+    or a version cannot be deleted because an alias points to it.
+
+    ``name`` and ``alias`` say which alias; ``current`` is the version it
+    points to (None when it does not exist).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        alias: str | None = None,
+        current: str | None = None,
+    ):
+        super().__init__(message)
+        self.name = name
+        self.alias = alias
+        self.current = current
 
 
 class RegistryOfflineError(RegistryError):

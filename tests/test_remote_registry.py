@@ -622,6 +622,10 @@ async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
     put; a small one is inlined = 1 put. At the HTTP level: as many uploads
     (on GCS multipart ones), the commit carrying the create condition."""
     async with counted(target, version_objects=True, cache_dir=tmp_path) as (reg, counting, http):
+        # a saver lists the retention policies once per POLICY_TTL (tests/test_lifecycle.py)
+        await reg.retention()
+        counting.reset()
+        http.take()
         await reg.save("big", rw.make_payload("big", 200 * KIB), version="1")
         big = counts(counting)
         assert sum(n for op, n in big.items() if op in ("put", "put_file")) == 2, big

@@ -715,6 +715,7 @@ def test_sync_store_exposes_the_same_methods_and_signatures() -> None:
     # the I/O methods are coroutines on AsyncStore; mount bookkeeping is not
     io = {"save", "load", "get", "delete", "has_object", "info", "list_objects"}
     io |= {"list_versions", "keys", "copy", "move"}
+    io |= {"set_alias", "delete_alias", "aliases", "set_retention", "find"}
     assert {n for n in aio if inspect.iscoroutinefunction(aio[n])} == io | {"aclose"}
 
 

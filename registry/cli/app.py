@@ -7,6 +7,7 @@ import click
 from registry.cli.browse import info, ls, versions
 from registry.cli.doctor import doctor
 from registry.cli.exits import EPILOG
+from registry.cli.lifecycle import alias, find
 from registry.cli.maintain import cache, gc, verify
 from registry.cli.transfer import cp, get, put, rm
 
@@ -23,5 +24,5 @@ def cli() -> None:
     """
 
 
-for command in (ls, versions, info, get, put, rm, cp, verify, gc, cache, doctor):
+for command in (ls, versions, info, get, put, rm, cp, alias, find, verify, gc, cache, doctor):
     cli.add_command(command)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from registry.exceptions import (
     BackendError,
     ObjectNotFound,
+    RegistryAliasConflict,
     RegistryIntegrityError,
     RegistryObjectNotFound,
     RegistryVersionConflict,
@@ -19,13 +20,13 @@ OK = 0
 FAILED = 1  # a check found problems (verify, doctor), or an error not listed below
 USAGE = 2  # bad arguments, URI, name or option (click uses 2 as well)
 NOT_FOUND = 3  # no such object, version, registry or mount
-CONFLICT = 4  # the version exists already (versions are write-once)
+CONFLICT = 4  # the version exists already (versions are write-once), or an alias moved
 UNAVAILABLE = 5  # the store could not be reached or refused us (endpoint, credentials, bucket)
 INTERRUPTED = 130
 
 EPILOG = (
     "Exit codes: 0 ok; 1 a check failed (verify, doctor) or another error; 2 bad usage "
-    "(arguments, URI, name); 3 not found; 4 version exists; 5 store unreachable, "
+    "(arguments, URI, name); 3 not found; 4 version exists or alias not as expected; 5 store unreachable, "
     "credentials refused or bucket missing; 130 interrupted."
 )
 
@@ -46,7 +47,7 @@ def exit_code(exc: BaseException) -> int:
         return INTERRUPTED
     if isinstance(exc, RegistryObjectNotFound | StoreLocationNotFound | ObjectNotFound):
         return NOT_FOUND
-    if isinstance(exc, RegistryVersionConflict | StoreReadOnlyError):
+    if isinstance(exc, RegistryVersionConflict | RegistryAliasConflict | StoreReadOnlyError):
         return CONFLICT
     if isinstance(exc, RegistryIntegrityError):
         return FAILED

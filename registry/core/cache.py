@@ -17,6 +17,8 @@ folders are evicted above ``max_bytes`` or ``max_entries`` (use refreshes a
 folder's mtime), except those a reader holds (cache_space.py).
 
     leases/<name>@<uuid>.<owner>       readers holding an entry
+    aliases/<name>@<alias>.json        alias records as last read or written
+                                       (offline, an alias resolves from here)
     settings.json                      the registry's settings, for offline use
 """
 
@@ -94,6 +96,30 @@ class Cache:
 
     def drop_meta(self, name: str, version_key: str) -> None:
         self._meta_path(name, version_key).unlink(missing_ok=True)
+
+    def _alias_path(self, name: str, alias: str) -> Path:
+        return self.root / "aliases" / f"{name}@{alias}.json"
+
+    def read_alias(self, name: str, alias: str) -> bytes | None:
+        return _read(self._alias_path(name, alias))
+
+    def write_alias(self, name: str, alias: str, data: bytes) -> None:
+        _write_atomic(self._alias_path(name, alias), data)
+
+    def cached_aliases(self, name: str) -> dict[str, bytes]:
+        """alias -> cached record of ``name``'s aliases."""
+        found: dict[str, bytes] = {}
+        try:
+            filenames = os.listdir(self.root / "aliases")
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        for filename in filenames:
+            owner, at, alias = filename.removesuffix(".json").partition("@")
+            if at and owner == name and filename.endswith(".json"):
+                data = self.read_alias(name, alias)
+                if data is not None:
+                    found[alias] = data
+        return found
 
     def read_settings(self) -> bytes | None:
         """The registry's settings file as last read online (for offline use)."""

@@ -6,6 +6,10 @@ metadata can finish). A folder is removed only when it is unreferenced and
 both its newest file and the newest metadata change of its name are older
 than the grace period: a writer still uploading, or a reader that read the
 metadata just before an overwrite, is never raced.
+
+It first applies the stored retention policies (core/retention.py), so
+versions that a policy retires become tombstones; their folders are then
+orphans like any other, removed after the grace period.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 import msgspec
 
-from registry.backends.base import Backend
+from registry.backends.base import Backend, FileInfo
 from registry.core.fanout import fanout
-from registry.core.layout import META_ROOT, OBJECTS_ROOT, split_meta_key
+from registry.core.layout import META_ROOT, OBJECTS_ROOT, meta_key, split_meta_key
 from registry.core.mvcc import TOMBSTONE, decode_meta
+from registry.core.retention import Policies, apply_policy
+from registry.core.versions import Version, version_from_key
 
 DEFAULT_GRACE = 3600.0
 logger = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ class JanitorReport(msgspec.Struct):
     kept_recent: int  # unreferenced but younger than the grace period
     dry_run: bool
     temp_files: int = 0
+    retired: list[str] = msgspec.field(default_factory=list)  # "name@version", by retention
 
 
 async def run_janitor(backend: Backend, *, grace: float, dry_run: bool) -> JanitorReport:
@@ -43,6 +51,7 @@ async def run_janitor(backend: Backend, *, grace: float, dry_run: bool) -> Janit
     referenced: set[tuple[str, str]] = set()
     last_meta_change: dict[str, float] = defaultdict(float)
     meta_keys = []
+    live: dict[str, list[tuple[Version, FileInfo]]] = defaultdict(list)
     async for entry in backend.list(META_ROOT):
         if isinstance(entry, str):
             continue
@@ -52,6 +61,16 @@ async def run_janitor(backend: Backend, *, grace: float, dry_run: bool) -> Janit
         last_meta_change[parsed[0]] = max(last_meta_change[parsed[0]], entry.mtime)
         if entry.size > 0:
             meta_keys.append(entry.key)
+            version = version_from_key(parsed[1])
+            if version is not None:
+                live[parsed[0]].append((version, entry))
+
+    retired = await _apply_retention(backend, live, dry_run)
+    if retired and not dry_run:
+        gone = {meta_key(name, Version(v).key) for name, v in retired}
+        meta_keys = [key for key in meta_keys if key not in gone]
+        for name, _ in retired:  # just changed: their folders wait out the grace period
+            last_meta_change[name] = now
 
     async def read(key: str) -> None:
         data = await backend.get(key)
@@ -110,4 +129,24 @@ async def run_janitor(backend: Backend, *, grace: float, dry_run: bool) -> Janit
         kept_recent=kept,
         dry_run=dry_run,
         temp_files=temp_files,
+        retired=[f"{name}@{version}" for name, version in retired],
     )
+
+
+async def _apply_retention(
+    backend: Backend, live: dict[str, list[tuple[Version, FileInfo]]], dry_run: bool
+) -> list[tuple[str, str]]:
+    """(name, version key) of every version the stored policies retire."""
+    table = await Policies(backend).table(fresh=True)
+    if not table:
+        return []
+    todo = [(n, p) for n in sorted(live) if (p := table.get(n) or table.get(None)) is not None]
+
+    async def one(item: tuple[str, Any]) -> list[str]:
+        return await apply_policy(backend, item[0], item[1], live[item[0]], dry_run=dry_run)
+
+    done = await fanout(one, todo, limit=backend.concurrency)
+    done.raise_first()
+    return [
+        (n, v) for (n, _), versions in zip(todo, done.results, strict=True) for v in versions or []
+    ]

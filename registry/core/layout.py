@@ -3,6 +3,9 @@
     _registry.json                      settings + materializer table
     meta/<name>/<version key>.json      commit point of one version
     objects/<name>/<uuid>/<files...>    artifacts, written before the commit
+    aliases/<name>/<alias>.json         where an alias points (core/aliases.py)
+    retention/<name>.json               retention policy of a name, and
+    retention/@registry.json            the registry-wide one (core/retention.py)
 
 An empty metadata file is a tombstone: the version was deleted, and its
 number is never handed out again by auto-increment.
@@ -14,6 +17,10 @@ SETTINGS_KEY = "_registry.json"
 META_ROOT = "meta/"
 OBJECTS_ROOT = "objects/"
 META_SUFFIX = ".json"
+ALIASES_ROOT = "aliases/"
+RETENTION_ROOT = "retention/"
+# '@' is never part of a name, so this key cannot be a name's policy
+RETENTION_DEFAULT = "@registry"
 
 
 def meta_prefix(name: str) -> str:
@@ -37,3 +44,16 @@ def split_meta_key(key: str) -> tuple[str, str] | None:
     if len(parts) != 2:
         return None
     return parts[0], parts[1]
+
+
+def alias_prefix(name: str) -> str:
+    return f"{ALIASES_ROOT}{name}/"
+
+
+def alias_key(name: str, alias: str) -> str:
+    return f"{ALIASES_ROOT}{name}/{alias}{META_SUFFIX}"
+
+
+def retention_key(name: str | None) -> str:
+    """The policy of ``name``; None: the registry-wide one."""
+    return f"{RETENTION_ROOT}{RETENTION_DEFAULT if name is None else name}{META_SUFFIX}"

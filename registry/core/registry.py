@@ -5,7 +5,8 @@ constructor that also opens location strings; the Store and the sync facade
 build on it. Helpers live beside it: the settings file (settings.py), where a
 version's metadata is found (metadata.py), saving (artifacts.py), loading
 (loading.py), the commit protocol (mvcc.py) and batch plumbing (batches.py,
-fanout.py).
+fanout.py); aliases, retention and find come from the Lifecycle mixin
+(lifecycle.py).
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import msgspec
 
 from registry.backends.base import Backend
 from registry.core import mvcc
+from registry.core.aliases import is_alias
 from registry.core.batches import per_item, skip_existing
 from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
 from registry.core.layout import META_ROOT, meta_key, split_meta_key
+from registry.core.lifecycle import Lifecycle
 from registry.core.loading import prefetch_files, read_artifacts
 from registry.core.metadata import explicit_version, find_meta, version_key
-from registry.core.names import parse_key, validate_name
+from registry.core.names import parse_key, split_key, validate_name
 from registry.core.offline import (
     cached_meta,
     cached_names,
@@ -37,6 +40,7 @@ from registry.core.offline import (
     offline_from_environment,
     refuse,
 )
+from registry.core.retention import Policies
 from registry.core.saving import save_version
 from registry.core.settings import StoredSettings
 from registry.core.types import (
@@ -69,7 +73,7 @@ OnConflict = Literal["skip", "overwrite"]
 MaterializerArg = str | type | MaterializerProtocol
 
 
-class RegistryCore:
+class RegistryCore(Lifecycle):
     """A versioned object registry on one backend (see ``AsyncRegistry``).
 
     ``mutable`` and ``version_objects`` are stored with the registry when it is
@@ -112,6 +116,7 @@ class RegistryCore:
             cache=self._cache,
             offline=self.offline,
         )
+        self._policies = Policies(backend)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.backend.uri!r})"
@@ -242,7 +247,7 @@ class RegistryCore:
                 choices = candidates(obj, settings.materializers)
         else:
             choices = [materializer]
-        return await save_version(
+        saved = await save_version(
             self.backend,
             self._cache,
             name,
@@ -254,6 +259,8 @@ class RegistryCore:
             overwrite=on_conflict == "overwrite",
             unversioned=not settings.version_objects,
         )
+        await self._retain_after_save(name)
+        return saved
 
     # -- load ------------------------------------------------------------------
 
@@ -316,6 +323,7 @@ class RegistryCore:
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         started = time.perf_counter()
+        name, version = split_key(name, version)
         meta = await self._meta(name, version, verify)
         try:
             obj = await self._read(meta, verify, options)
@@ -406,6 +414,8 @@ class RegistryCore:
         """Committed metadata of a version ("latest" resolved by listing)."""
         validate_name(name)
         settings = await self._open()
+        if is_alias(version):
+            return await self._alias_meta(name, version, verify)
         if self.offline:
             assert self._cache is not None
             return cached_meta(self._cache, settings, name, version)
@@ -453,6 +463,7 @@ class RegistryCore:
             targets = [v for v, _ in live]
         else:
             targets = [Version((await self._meta(name, version, "full")).version)]
+        await self._refuse_if_aliased(name, targets)
         for target in targets:
             await mvcc.tombstone(self.backend, name, target)
             if self._cache is not None:
@@ -483,7 +494,7 @@ class RegistryCore:
     async def _has_one(self, name: str, version: str) -> bool:
         validate_name(name)
         settings = await self._open()
-        if self.offline:
+        if self.offline or is_alias(version):
             try:
                 await self._meta(name, version)
             except RegistryObjectNotFound:
@@ -540,11 +551,17 @@ class RegistryCore:
             if not found:
                 raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
             return found
-        return (await self._meta(name, version)).to_info()
+        info = (await self._meta(name, version)).to_info()
+        pointed = await self._aliases_by_version(name)
+        return {**info, "aliases": pointed.get(Version(info["version"]).key, [])}
 
     async def _info_all(self, name: str) -> dict[str, Any]:
         metas = await self._live_metas(name)
-        return {m.version: m.to_info() for m in metas}
+        pointed = await self._aliases_by_version(name) if metas else {}
+        return {
+            m.version: {**m.to_info(), "aliases": pointed.get(Version(m.version).key, [])}
+            for m in metas
+        }
 
     async def _live_metas(self, name: str) -> list[ObjectMeta]:
         validate_name(name)

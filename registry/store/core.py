@@ -13,6 +13,7 @@ Every store has a ``temp`` mount: a versioned local registry in a temporary
 folder that is removed by ``aclose()`` or when the store is garbage collected.
 The store uses only the public AsyncRegistry API, so every backend works;
 which mount a key goes to is decided by the mount table (routing.py).
+Aliases, retention and find come from the StoreLifecycle mixin (lifecycle.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from registry.store.keys import (
     validate_mount_name,
     with_version,
 )
+from registry.store.lifecycle import StoreLifecycle
 from registry.store.routing import (
     Mount,
     MountTable,
@@ -97,7 +99,7 @@ def _discard_loaded(obj: Any, materializer: str) -> None:
 # -- the store -------------------------------------------------------------------------
 
 
-class AsyncStore:
+class AsyncStore(StoreLifecycle):
     """Registries mounted under names, addressed by ``[<mount>/]<name>[@<version>]``.
 
     ``mounts`` maps names to AsyncRegistry objects; those listed in

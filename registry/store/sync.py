@@ -12,6 +12,7 @@ from registry._async import AsyncRegistry
 from registry._runner import get_runner
 from registry._sync import Registry
 from registry.core.registry import MaterializerArg, OnConflict
+from registry.core.search import Found, Time
 from registry.core.types import BatchResult, Verify
 from registry.store.config import read_config_file, store_arguments
 from registry.store.core import AsyncStore
@@ -239,6 +240,45 @@ class Store:
 
     def move(self, src: str | list[str], dst: str | list[str]) -> str | BatchResult[str]:
         return get_runner().run(self._astore.move(src, dst))  # type: ignore[arg-type]
+
+    # -- aliases, retention, find (store/lifecycle.py) ---------------------------------
+
+    def set_alias(self, key: str, alias: str, version: str, *, expected: str | None = None) -> str:
+        return get_runner().run(self._astore.set_alias(key, alias, version, expected=expected))
+
+    def delete_alias(self, key: str, alias: str, *, expected: str | None = None) -> None:
+        return get_runner().run(self._astore.delete_alias(key, alias, expected=expected))
+
+    def aliases(self, key: str) -> dict[str, str]:
+        return get_runner().run(self._astore.aliases(key))
+
+    def set_retention(
+        self,
+        key: str,
+        *,
+        keep_last: int | None = None,
+        keep_newer_than: float | None = None,
+    ) -> None:
+        return get_runner().run(
+            self._astore.set_retention(key, keep_last=keep_last, keep_newer_than=keep_newer_than)
+        )
+
+    def find(
+        self,
+        name: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        created_after: Time = None,
+        created_before: Time = None,
+    ) -> list[Found]:
+        return get_runner().run(
+            self._astore.find(
+                name,
+                metadata=metadata,
+                created_after=created_after,
+                created_before=created_before,
+            )
+        )
 
     # -- mapping interface -----------------------------------------------------------
 
