@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 from registry.core.types import BatchResult
 from registry.exceptions import RegistryVersionConflict
+
+T = TypeVar("T")
 
 
 def per_item(value: Any, n: int, what: str, unit: str = "names") -> list[Any]:
@@ -28,3 +31,32 @@ def skip_existing(saved: BatchResult[str]) -> BatchResult[str]:
             saved.skipped.append(index)
     saved.skipped.sort()
     return saved
+
+
+async def as_completed(
+    func: Callable[..., Awaitable[T]], items: Iterable[tuple[Any, ...]], width: int
+) -> AsyncGenerator[T, None]:
+    """Yield ``func(*item)`` results as they finish (not in input order), at
+    most ``width`` in flight, so memory stays bounded however many items come.
+    The first failure is raised after cancelling the calls in flight."""
+    import asyncio  # deferred: costly import; streaming loads are its one direct use
+
+    pending: set[asyncio.Task[T]] = set()
+    queue = iter(items)
+    try:
+        while True:
+            while len(pending) < width:
+                item = next(queue, None)
+                if item is None:
+                    break
+                pending.add(asyncio.ensure_future(func(*item)))
+            if not pending:
+                return
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                yield task.result()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)

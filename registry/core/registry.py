@@ -11,11 +11,12 @@ fanout.py); aliases, retention and find come from the Lifecycle mixin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 import anyio.to_thread
@@ -24,7 +25,7 @@ import msgspec
 from registry.backends.base import Backend
 from registry.core import mvcc
 from registry.core.aliases import is_alias
-from registry.core.batches import per_item, skip_existing
+from registry.core.batches import as_completed, per_item, skip_existing
 from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
@@ -65,9 +66,10 @@ from registry.materializers.lookup import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R")
 
 OnConflict = Literal["skip", "overwrite"]
 MaterializerArg = str | type | MaterializerProtocol
@@ -262,6 +264,22 @@ class RegistryCore(Lifecycle):
         await self._retain_after_save(name)
         return saved
 
+    async def _each(
+        self,
+        names: list[str],
+        version: Any,
+        one: Callable[[str, Any], Awaitable[R]],
+        progress: Progress | None = None,
+    ) -> BatchResult[R]:
+        """Run ``one(name, version)`` for a batch, ``version`` broadcast or one
+        per name, at most the backend's concurrency at once."""
+        items = list(zip(names, per_item(version, len(names), "version"), strict=True))
+
+        async def run(item: tuple[str, Any]) -> R:
+            return await one(*item)
+
+        return await fanout(run, items, limit=self.backend.concurrency, progress=progress)
+
     # -- load ------------------------------------------------------------------
 
     @overload
@@ -304,13 +322,12 @@ class RegistryCore(Lifecycle):
         """
         level = check_verify(verify or self.verify)
         if isinstance(name, list):
-            versions = per_item(version, len(name), "version")
-
-            async def one(item: tuple[str, str | None]) -> Any:
-                return await self._load_one(item[0], item[1] or LATEST, level, options)
-
-            items = list(zip(name, versions, strict=True))
-            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            return await self._each(
+                name,
+                version,
+                lambda n, v: self._load_one(n, v or LATEST, level, options),
+                progress,
+            )
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
         return await self._load_one(name, version, level, options)
@@ -380,35 +397,19 @@ class RegistryCore(Lifecycle):
         concurrency), so memory stays bounded however many names are given.
         The first failure is raised after cancelling the loads in flight.
         """
-        import asyncio  # deferred: costly import; iter_load is the one direct use
-
         level = check_verify(verify or self.verify)
         versions = per_item(version, len(names), "version")
-        width = max(1, limit or self.backend.concurrency)
-        pending: set[asyncio.Task[tuple[str, Any]]] = set()
-        queue = iter(zip(names, versions, strict=True))
 
         async def one(item_name: str, item_version: str | None) -> tuple[str, Any]:
             loaded = await self._load_one(item_name, item_version or LATEST, level, options)
             return item_name, loaded
 
-        try:
-            while True:
-                while len(pending) < width:
-                    item = next(queue, None)
-                    if item is None:
-                        break
-                    pending.add(asyncio.ensure_future(one(*item)))
-                if not pending:
-                    return
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    yield task.result()
-        finally:
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        pairs = zip(names, versions, strict=True)
+        width = max(1, limit or self.backend.concurrency)
+        # closed with this generator, so a consumer that stops early cancels the loads
+        async with contextlib.aclosing(as_completed(one, pairs, width)) as stream:
+            async for pair in stream:
+                yield pair
 
     async def _meta(self, name: str, version: str, verify: Verify | None = None) -> ObjectMeta:
         """Committed metadata of a version ("latest" resolved by listing)."""
@@ -439,14 +440,7 @@ class RegistryCore(Lifecycle):
         """
         await self._open()
         if isinstance(name, list):
-            versions = per_item(version, len(name), "version")
-
-            async def one(item: tuple[str, str | None]) -> None:
-                await self._delete_one(*item)
-
-            return await fanout(
-                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
-            )
+            return await self._each(name, version, self._delete_one)
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str or None for a single delete")
         await self._delete_one(name, version)  # type: ignore[arg-type]
@@ -479,14 +473,7 @@ class RegistryCore(Lifecycle):
         """Whether the version (default: any) exists. A list checks a batch."""
         await self._open()
         if isinstance(name, list):
-            versions = per_item(version, len(name), "version")
-
-            async def one(item: tuple[str, str | None]) -> bool:
-                return await self._has_one(item[0], item[1] or LATEST)
-
-            return await fanout(
-                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
-            )
+            return await self._each(name, version, lambda n, v: self._has_one(n, v or LATEST))
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single has_object")
         return await self._has_one(name, version)
@@ -533,14 +520,7 @@ class RegistryCore(Lifecycle):
             per_name.raise_first()
             return {n: v for n, v in zip(names, per_name.results, strict=True) if v}
         if isinstance(name, list):
-            versions = per_item(version, len(name), "version")
-
-            async def one(item: tuple[str, str | None]) -> dict[str, Any]:
-                return await self._info_one(*item)
-
-            return await fanout(
-                one, list(zip(name, versions, strict=True)), limit=self.backend.concurrency
-            )
+            return await self._each(name, version, self._info_one)
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str or None for a single info")
         return await self._info_one(name, version)  # type: ignore[arg-type]
@@ -659,13 +639,9 @@ class RegistryCore(Lifecycle):
         if self.offline:
             raise refuse("prefetch")
         if isinstance(name, list):
-            versions = per_item(version, len(name), "version")
-
-            async def one(item: tuple[str, str | None]) -> str:
-                return await self._prefetch_one(item[0], item[1] or LATEST)
-
-            items = list(zip(name, versions, strict=True))
-            return await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            return await self._each(
+                name, version, lambda n, v: self._prefetch_one(n, v or LATEST), progress
+            )
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single prefetch (lists are for batches)")
         return await self._prefetch_one(name, version)
