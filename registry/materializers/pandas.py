@@ -85,30 +85,27 @@ def _schema_and_index(frame: Any, layout: Mapping[str, Any]) -> tuple[Any, bool]
     keep_index = layout["range_index"] is None
     try:
         schema = pa.Schema.from_pandas(frame, preserve_index=keep_index)
-    except (
+    except _conversion_errors(pa) as exc:
+        raise Unsupported(f"Parquet cannot hold this frame: {exc}") from exc
+    return schema, keep_index
+
+
+def _conversion_errors(pa: Any) -> tuple[type[Exception], ...]:
+    """What converting a frame Arrow cannot hold raises (``pa``: the lazily
+    imported pyarrow)."""
+    arrow: tuple[type[Exception], ...] = (
         pa.ArrowInvalid,
         pa.ArrowTypeError,
         pa.ArrowNotImplementedError,
-        TypeError,
-        KeyError,
-        ValueError,
-    ) as exc:
-        raise Unsupported(f"Parquet cannot hold this frame: {exc}") from exc
-    return schema, keep_index
+    )
+    return (*arrow, TypeError, KeyError, ValueError)
 
 
 def _table(frame: Any, schema: Any, keep_index: bool) -> Any:
     _, pa, _ = _libs()
     try:
         return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep_index)
-    except (
-        pa.ArrowInvalid,
-        pa.ArrowTypeError,
-        pa.ArrowNotImplementedError,
-        TypeError,
-        KeyError,
-        ValueError,
-    ) as exc:
+    except _conversion_errors(pa) as exc:
         raise Unsupported(f"Parquet cannot hold this frame: {exc}") from exc
 
 
