@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from registry.core.types import BatchResult
 from registry.exceptions import RegistryVersionConflict
+
+if TYPE_CHECKING:
+    import asyncio
 
 T = TypeVar("T")
 
@@ -33,30 +37,47 @@ def skip_existing(saved: BatchResult[str]) -> BatchResult[str]:
     return saved
 
 
-async def as_completed(
-    func: Callable[..., Awaitable[T]], items: Iterable[tuple[Any, ...]], width: int
-) -> AsyncGenerator[T, None]:
-    """Yield ``func(*item)`` results as they finish (not in input order), at
-    most ``width`` in flight, so memory stays bounded however many items come.
-    The first failure is raised after cancelling the calls in flight."""
-    import asyncio  # deferred: costly import; streaming loads are its one direct use
+class InFlight(Generic[T]):
+    """The results of ``func(*item)`` as they finish (not in input order), at
+    most ``width`` calls in flight, so memory stays bounded however many items
+    come. A plain async iterator, not an async generator: the generator that
+    consumes it closes it, and the loop's shutdown must not close it twice."""
 
-    pending: set[asyncio.Task[T]] = set()
-    queue = iter(items)
-    try:
-        while True:
-            while len(pending) < width:
-                item = next(queue, None)
+    def __init__(
+        self, func: Callable[..., Awaitable[T]], items: Iterable[tuple[Any, ...]], width: int
+    ) -> None:
+        import asyncio  # deferred: costly import; streaming loads are its one direct use
+
+        self._asyncio = asyncio
+        self._func = func
+        self._queue = iter(items)
+        self._width = width
+        self._pending: set[asyncio.Future[T]] = set()
+        self._ready: deque[asyncio.Future[T]] = deque()
+
+    def __aiter__(self) -> InFlight[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        asyncio = self._asyncio
+        while not self._ready:
+            while len(self._pending) < self._width:
+                item = next(self._queue, None)
                 if item is None:
                     break
-                pending.add(asyncio.ensure_future(func(*item)))
-            if not pending:
-                return
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                yield task.result()
-    finally:
+                self._pending.add(asyncio.ensure_future(self._func(*item)))
+            if not self._pending:
+                raise StopAsyncIteration
+            done, self._pending = await asyncio.wait(
+                self._pending, return_when=asyncio.FIRST_COMPLETED
+            )
+            self._ready.extend(done)
+        return self._ready.popleft().result()
+
+    async def aclose(self) -> None:
+        """Cancel the calls in flight and wait until they have stopped."""
+        pending, self._pending = self._pending, set()
         for task in pending:
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
+            await self._asyncio.wait(pending)

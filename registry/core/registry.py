@@ -11,7 +11,6 @@ fanout.py); aliases, retention and find come from the Lifecycle mixin
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -25,7 +24,7 @@ import msgspec
 from registry.backends.base import Backend
 from registry.core import mvcc
 from registry.core.aliases import is_alias
-from registry.core.batches import as_completed, per_item, skip_existing
+from registry.core.batches import InFlight, per_item, skip_existing
 from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
@@ -406,10 +405,12 @@ class RegistryCore(Lifecycle):
 
         pairs = zip(names, versions, strict=True)
         width = max(1, limit or self.backend.concurrency)
-        # closed with this generator, so a consumer that stops early cancels the loads
-        async with contextlib.aclosing(as_completed(one, pairs, width)) as stream:
+        stream = InFlight(one, pairs, width)
+        try:
             async for pair in stream:
                 yield pair
+        finally:  # a consumer that stops early (or a failure) cancels the loads in flight
+            await stream.aclose()
 
     async def _meta(self, name: str, version: str, verify: Verify | None = None) -> ObjectMeta:
         """Committed metadata of a version ("latest" resolved by listing)."""
