@@ -20,6 +20,7 @@ import asyncio
 import multiprocessing
 import time
 from statistics import median
+from typing import Any
 
 from benchmarks.common import Config, Result, alternate, emit, fmt, pool
 
@@ -32,25 +33,31 @@ def _names(count: int) -> list[str]:
     return [f"sample-{i:05d}" for i in range(count)]
 
 
-async def _raw_share(endpoint: str, keys: list[str], bucket: str, access: str, secret: str) -> int:
+def _raw_client(endpoint: str, access: str, secret: str, connections: int) -> Any:
+    """A bare aioboto3 S3 client (an async context manager) holding ``connections``
+    at once, path-style and without the checksums a plain GET does not need."""
     import aioboto3  # type: ignore[import-untyped, unused-ignore]
     from aiobotocore.config import AioConfig  # type: ignore[import-untyped, unused-ignore]
 
     config = AioConfig(
-        max_pool_connections=PREFETCH,
+        max_pool_connections=connections,
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    total = 0
-    async with aioboto3.Session().client(
+    return aioboto3.Session().client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=access,
         aws_secret_access_key=secret,
         config=config,
-    ) as client:
+    )
+
+
+async def _raw_share(endpoint: str, keys: list[str], bucket: str, access: str, secret: str) -> int:
+    total = 0
+    async with _raw_client(endpoint, access, secret, PREFETCH) as client:
 
         async def get(index: int) -> None:
             nonlocal total
@@ -70,25 +77,9 @@ async def _raw_one_loop(
 ) -> list[float]:
     """Every GET from one event loop, WORKERS x PREFETCH in flight, the
     client opened before the clock starts: the plain ceiling of the link."""
-    import aioboto3  # type: ignore[import-untyped, unused-ignore]
-    from aiobotocore.config import AioConfig  # type: ignore[import-untyped, unused-ignore]
-
     width = WORKERS * PREFETCH
-    config = AioConfig(
-        max_pool_connections=width,
-        s3={"addressing_style": "path"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
     figures = []
-    async with aioboto3.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=access,
-        aws_secret_access_key=secret,
-        config=config,
-    ) as client:
+    async with _raw_client(endpoint, access, secret, width) as client:
 
         async def get(index: int) -> None:
             response = await client.get_object(Bucket=bucket, Key=keys[index])

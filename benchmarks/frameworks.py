@@ -110,6 +110,15 @@ def _seconds(size_mb: float, func: Callable[[], Any]) -> float:
     return size_mb / timed(func)
 
 
+def _load_seconds(size_mb: float, load: Callable[[], Any]) -> float:
+    """``_seconds`` of a load whose result is kept until the clock stops, so that
+    freeing it is not timed with it."""
+    out: list[Any] = []
+    speed = _seconds(size_mb, lambda: out.append(load()))
+    out.clear()
+    return speed
+
+
 def bench_torch(config: Config) -> list[Result]:
     try:
         import safetensors.torch
@@ -163,33 +172,19 @@ def bench_torch(config: Config) -> list[Result]:
         assert torch.equal(reg.load("tensor"), tensor)
 
         def load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(reg.load("tensor")))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: reg.load("tensor"))
 
         def raw_load(round_: int) -> float:
             # load_file maps the file and reads pages when first touched:
             # one pass over the data makes it a load, as the registry's
             # integrity check is one.
-            out: list[Any] = []
-            speed = _seconds(
-                size_mb, lambda: out.append(safetensors.torch.load_file(raw_path)["t"].sum())
-            )
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: safetensors.torch.load_file(raw_path)["t"].sum())
 
         def lazy_load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(safetensors.torch.load_file(raw_path)))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: safetensors.torch.load_file(raw_path))
 
         def unchecked_load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(reg.load("tensor", verify="none")))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: reg.load("tensor", verify="none"))
 
         result = _pair(
             f"load {mib} MiB torch tensor",
@@ -270,22 +265,13 @@ def bench_pandas(config: Config) -> list[Result]:
         pd.testing.assert_frame_equal(reg.load("frame"), frame)
 
         def load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(reg.load("frame")))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: reg.load("frame"))
 
         def raw_load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(pd.read_parquet(raw_path)))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: pd.read_parquet(raw_path))
 
         def unchecked_load(round_: int) -> float:
-            out: list[Any] = []
-            speed = _seconds(size_mb, lambda: out.append(reg.load("frame", verify="none")))
-            out.clear()
-            return speed
+            return _load_seconds(size_mb, lambda: reg.load("frame", verify="none"))
 
         result = _pair(
             f"load {mib} MiB DataFrame",

@@ -16,7 +16,7 @@ from registry.cli.formats import (
     short_time,
     version_span,
 )
-from registry.cli.locate import Target, open_scope
+from registry.cli.locate import Target, scoped
 from registry.cli.options import Settings, common
 from registry.cli.run import execute
 from registry.core.fanout import fanout
@@ -65,13 +65,10 @@ def ls(settings: Settings, pattern: str | None) -> None:
     """
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             rows: list[dict[str, Any]] = []
             for target in scope.targets:
                 rows += await _list(target, pattern)
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(rows)
@@ -119,14 +116,11 @@ def versions(settings: Settings, name: str) -> None:
     """List the versions of NAME, oldest first."""
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, plain_name, version = await scope.resolve(name)
             if version is not None:
                 raise ValueError(f"versions takes a name without '@version', got {name!r}")
             found: dict[str, Any] = await target.registry.info(plain_name)
-        finally:
-            await scope.aclose()
         rows = list(found.values())
         out = settings.out
         if out.json_mode:
@@ -162,14 +156,11 @@ def info(settings: Settings, key: str) -> None:
     """Show one version's metadata and files (default: the latest version)."""
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, name, version = await scope.resolve(key)
             found: dict[str, Any] = await target.registry.info(name, version or LATEST)
             if target.label:
                 found = {"mount": target.label.rstrip("/"), **found}
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(found)

@@ -14,7 +14,7 @@ import click
 
 from registry.cli.exits import OK, USAGE, CLIError
 from registry.cli.formats import compact, human_size, iso_time, short_time
-from registry.cli.locate import open_scope
+from registry.cli.locate import scoped
 from registry.cli.options import Settings, common
 from registry.cli.run import execute
 from registry.cli.transfer import _parse_meta
@@ -47,13 +47,10 @@ def alias_set(
     """Point ALIAS of NAME at VERSION (a version, 'latest' or another alias)."""
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, plain, in_key = await scope.resolve(name)
             _plain_name(name, in_key)
             moved = await target.registry.set_alias(plain, alias_name, version, expected=expected)
-        finally:
-            await scope.aclose()
         if settings.out.json_mode:
             settings.out.json({"name": target.label + plain, "alias": alias_name, "version": moved})
         else:
@@ -72,13 +69,10 @@ def alias_rm(settings: Settings, name: str, alias_name: str, expected: str | Non
     """Remove ALIAS of NAME (the version stays)."""
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, plain, in_key = await scope.resolve(name)
             _plain_name(name, in_key)
             await target.registry.delete_alias(plain, alias_name, expected=expected)
-        finally:
-            await scope.aclose()
         settings.out.note(f"removed alias {alias_name!r} of {target.label + plain}")
         return OK
 
@@ -92,13 +86,10 @@ def alias_ls(settings: Settings, name: str) -> None:
     """List the aliases of NAME and the versions they point to."""
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, plain, in_key = await scope.resolve(name)
             _plain_name(name, in_key)
             found = await target.registry.aliases(plain)
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(found)
@@ -157,9 +148,8 @@ def find(
     async def work() -> int:
         metadata = _parse_meta(meta)
         after_s, before_s = _when(after, "--after"), _when(before, "--before")
-        scope = await open_scope(settings)
         rows: list[dict[str, Any]] = []
-        try:
+        async with scoped(settings) as scope:
             for target in scope.targets:
                 local = pattern
                 if pattern is not None and target.label and pattern.startswith(target.label):
@@ -168,8 +158,6 @@ def find(
                     local, metadata=metadata, created_after=after_s, created_before=before_s
                 )
                 rows += [{**hit.info, "name": target.label + hit.name} for hit in hits]
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(rows)

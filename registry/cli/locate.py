@@ -4,7 +4,8 @@ credential flags, or a Store config whose keys are ``mount/name@version``."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,3 +204,15 @@ async def open_scope(
     else:
         registry = AsyncRegistry(backend=backend_from(uri, settings), cache_dir=settings.cache_dir)
     return Scope([Target(registry, "")], opened=[registry])
+
+
+@asynccontextmanager
+async def scoped(
+    settings: Settings, *, create: bool = False, versioned: bool = True, check: bool = True
+) -> AsyncIterator[Scope]:
+    """``open_scope`` for an ``async with``: the scope is closed however the block ends."""
+    scope = await open_scope(settings, create=create, versioned=versioned, check=check)
+    try:
+        yield scope
+    finally:
+        await scope.aclose()

@@ -17,7 +17,7 @@ from registry.cli.formats import (
     parse_size,
     short_time,
 )
-from registry.cli.locate import Target, open_scope
+from registry.cli.locate import Target, scoped
 from registry.cli.options import Settings, common
 from registry.cli.run import execute
 from registry.core.fanout import fanout
@@ -66,10 +66,9 @@ def verify(settings: Settings, key: str | None) -> None:
     """
 
     async def work() -> int:
-        scope = await open_scope(settings)
         damaged: list[Damage] = []
         checked_versions = checked_files = checked_bytes = 0
-        try:
+        async with scoped(settings) as scope:
             targets: list[tuple[Target, str | None, str | None]]
             if key is None:
                 targets = [(t, None, None) for t in scope.targets]
@@ -87,8 +86,6 @@ def verify(settings: Settings, key: str | None) -> None:
                 checked_versions += len(metas)
                 checked_files += sum(len(m.files) for m in metas)
                 checked_bytes += total
-        finally:
-            await scope.aclose()
         out = settings.out
         rows = [
             {"name": d.name, "version": d.version, "file": d.file, "problem": d.problem}
@@ -137,13 +134,10 @@ def gc(settings: Settings, grace: str, dry_run: bool) -> None:
             seconds = parse_duration(grace)
         except ValueError as exc:
             raise CLIError(f"--grace: {exc}", USAGE) from None
-        scope = await open_scope(settings)
         reports: list[tuple[Target, Any]] = []
-        try:
+        async with scoped(settings) as scope:
             for target in scope.targets:
                 reports.append((target, await target.registry.janitor(seconds, dry_run)))
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             # one report per registry, like the cache commands (a --store has several)
@@ -195,11 +189,8 @@ def cache_ls(settings: Settings) -> None:
     """List cached versions, least recently used first."""
 
     async def work() -> int:
-        scope = await open_scope(settings, check=False)
-        try:
+        async with scoped(settings, check=False) as scope:
             infos = [(t, await t.registry.cache_info()) for t in scope.targets]
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(
@@ -249,15 +240,12 @@ def cache_clear(settings: Settings) -> None:
     """Empty the cache (the store is untouched; loads download again)."""
 
     async def work() -> int:
-        scope = await open_scope(settings, check=False)
-        try:
+        async with scoped(settings, check=False) as scope:
             cleared = []
             for target in scope.targets:
                 info = await target.registry.cache_info()
                 await target.registry.clear_cache()
                 cleared.append((target, info))
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(
@@ -296,14 +284,11 @@ def cache_prune(settings: Settings, max_size: str | None, older_than: str | None
             age = parse_duration(older_than) if older_than is not None else None
         except ValueError as exc:
             raise CLIError(str(exc), USAGE) from None
-        scope = await open_scope(settings, check=False)
-        try:
+        async with scoped(settings, check=False) as scope:
             reports = [
                 (t, await t.registry.prune_cache(max_bytes=max_bytes, older_than=age))
                 for t in scope.targets
             ]
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json(

@@ -31,6 +31,11 @@ class Settings:
     out: Output
 
 
+def _file_option(flag: str, help: str) -> Callable[[F], F]:
+    """An option naming one file (a folder is refused), given to the command as a Path."""
+    return click.option(flag, type=click.Path(dir_okay=False, path_type=Path), help=help)
+
+
 _OPTIONS = [
     click.option(
         "-r",
@@ -40,11 +45,7 @@ _OPTIONS = [
         help="A folder, file://, s3://bucket/prefix or gs://bucket/prefix "
         "[env REGISTRY_URI; default: local disk at $REGISTRY_HOME or ~/.local/share/registry].",
     ),
-    click.option(
-        "--store",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="A Store config (.toml or .json): keys become mount/name@version.",
-    ),
+    _file_option("--store", "A Store config (.toml or .json): keys become mount/name@version."),
     click.option(
         "--endpoint",
         metavar="URL",
@@ -56,10 +57,9 @@ _OPTIONS = [
         "--access-key", help="S3 access key (else the AWS chain: AWS_ACCESS_KEY_ID, profiles)."
     ),
     click.option("--secret-key", help="S3 secret key (with --access-key)."),
-    click.option(
+    _file_option(
         "--credentials",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="GCS service account JSON (else GOOGLE_APPLICATION_CREDENTIALS or the default).",
+        "GCS service account JSON (else GOOGLE_APPLICATION_CREDENTIALS or the default).",
     ),
     click.option(
         "--cache-dir",

@@ -63,6 +63,16 @@ class Output:
         stream.write(text + "\n")
         stream.flush()
 
+    def result(self, data: Any, *, note: str, line: str) -> None:
+        """A command's one result: JSON, a sentence for people on a terminal, else a
+        bare line a script can read (a sentence there would be data it must parse)."""
+        if self.json_mode:
+            self.json(data)
+        elif self.tty and not self.quiet:
+            self.note(note)
+        else:
+            self.line(line)
+
     # -- progress ----------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -23,6 +23,7 @@ from registry.cli.locate import (
     open_registry,
     open_scope,
     scheme_of,
+    scoped,
     split_key,
 )
 from registry.cli.options import Settings, common
@@ -90,8 +91,7 @@ def get(settings: Settings, key: str, dest: Path, force: bool) -> None:
     async def work() -> int:
         if not await anyio.to_thread.run_sync(parent.is_dir):
             raise CLIError(f"{parent} is not a folder; create it first", USAGE)
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, name, version = await scope.resolve(key)
             meta = await stored_meta(target.registry, name, version or LATEST)
             staging = Path(tempfile.mkdtemp(prefix=".registry-get-", dir=parent))
@@ -103,8 +103,6 @@ def get(settings: Settings, key: str, dest: Path, force: bool) -> None:
                 )
             finally:
                 await anyio.to_thread.run_sync(shutil.rmtree, staging, True)
-        finally:
-            await scope.aclose()
         out = settings.out
         result = {
             "name": target.label + name,
@@ -113,15 +111,12 @@ def get(settings: Settings, key: str, dest: Path, force: bool) -> None:
             "files": len(meta.files),
             "bytes": meta.size,
         }
-        if out.json_mode:
-            out.json(result)
-        elif out.tty and not out.quiet:
-            out.note(
-                f"wrote {result['name']}@{meta.version} to {placed} "
-                f"({count(len(meta.files), 'file')}, {human_size(meta.size)})"
-            )
-        else:
-            out.line(str(placed))
+        out.result(
+            result,
+            note=f"wrote {result['name']}@{meta.version} to {placed} "
+            f"({count(len(meta.files), 'file')}, {human_size(meta.size)})",
+            line=str(placed),
+        )
         return OK
 
     execute(settings, work)
@@ -196,12 +191,11 @@ def put(
                 target, plain_name, saved = await _save(scope, name, source, version, metadata)
         out = settings.out
         shown = target.label + plain_name
-        if out.json_mode:
-            out.json({"name": shown, "version": saved, "files": files, "bytes": size})
-        elif out.tty and not out.quiet:
-            out.note(f"saved {shown}@{saved} ({count(files, 'file')}, {human_size(size)})")
-        else:
-            out.line(saved)
+        out.result(
+            {"name": shown, "version": saved, "files": files, "bytes": size},
+            note=f"saved {shown}@{saved} ({count(files, 'file')}, {human_size(size)})",
+            line=saved,
+        )
         return OK
 
     execute(settings, work)
@@ -244,8 +238,7 @@ def rm(settings: Settings, key: str, yes: bool) -> None:
     """
 
     async def work() -> int:
-        scope = await open_scope(settings)
-        try:
+        async with scoped(settings) as scope:
             target, name, version = await scope.resolve(key)
             registry = target.registry
             if version is None:
@@ -258,8 +251,6 @@ def rm(settings: Settings, key: str, yes: bool) -> None:
             if not yes:
                 _confirm(f"delete {what} from {target.uri}?")
             await registry.delete(name, version=version)
-        finally:
-            await scope.aclose()
         out = settings.out
         if out.json_mode:
             out.json({"deleted": [{"name": target.label + name, "version": v} for v in doomed]})
@@ -320,15 +311,12 @@ def cp(settings: Settings, src: str, key: str, dst: str, new_key: str | None) ->
             "files": len(meta.files),
             "bytes": meta.size,
         }
-        if out.json_mode:
-            out.json(result)
-        elif out.tty and not out.quiet:
-            out.note(
-                f"copied {name}@{meta.version} from {source.uri} to {new_name}@{saved} in "
-                f"{target.uri} ({count(len(meta.files), 'file')}, {human_size(meta.size)})"
-            )
-        else:
-            out.line(f"{new_name}@{saved}")
+        out.result(
+            result,
+            note=f"copied {name}@{meta.version} from {source.uri} to {new_name}@{saved} in "
+            f"{target.uri} ({count(len(meta.files), 'file')}, {human_size(meta.size)})",
+            line=f"{new_name}@{saved}",
+        )
         return OK
 
     execute(settings, work)
