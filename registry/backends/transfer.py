@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TypeVar
 
@@ -46,8 +47,18 @@ def check_prefix(prefix: str, backend: str) -> None:
     check_key(prefix[:-1])
 
 
+#: Told the size of each piece of a file read for upload, as it is read: a
+#: caller that wants a progress bar within one large upload (the command
+#: line's put) sets it around ``put_file``. Worker threads and child tasks
+#: see it, since they copy the caller's context.
+upload_progress: ContextVar[Callable[[int], None] | None] = ContextVar(
+    "registry_upload_progress", default=None
+)
+
+
 def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exception]) -> bytes:
-    """``length`` bytes at ``offset``; ``shrank()`` is raised if the file ends early."""
+    """``length`` bytes at ``offset`` of a file being uploaded; ``shrank()`` is
+    raised if the file ends early."""
     chunks: list[bytes] = []
     remaining = length
     while remaining:
@@ -56,6 +67,9 @@ def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exceptio
             raise shrank()
         chunks.append(chunk)
         remaining -= len(chunk)
+    report = upload_progress.get()
+    if report is not None:
+        report(length)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

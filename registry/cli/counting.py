@@ -1,16 +1,21 @@
-"""A backend wrapper that reports the bytes each finished upload moved, so
-``put`` can drive a byte progress bar without hooks in the core."""
+"""A backend wrapper that reports the bytes of each upload as they are read
+(pieces of large files; small files when done), so ``put`` can drive a byte
+progress bar that moves within one large file."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import anyio.to_thread
+
 from registry.backends.base import Backend, FileInfo, PutMode
+from registry.backends.transfer import upload_progress
 
 
 class UploadCounter(Backend):
-    """Delegates everything to ``inner``; calls ``on_bytes(size)`` after each put."""
+    """Delegates everything to ``inner``; calls ``on_bytes(count)`` as uploads go."""
 
     def __init__(self, inner: Backend, on_bytes: Callable[[int], None]) -> None:
         super().__init__(concurrency=inner.concurrency)
@@ -38,8 +43,22 @@ class UploadCounter(Backend):
         return info
 
     async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
-        info = await self.inner.put_file(key, src, mode=mode)
-        self.on_bytes(info.size)
+        size = (await anyio.to_thread.run_sync(os.stat, src)).st_size
+        heard = 0
+
+        def read(count: int) -> None:  # pieces of a large file, as they are read
+            nonlocal heard
+            count = min(count, size - heard)  # a retried piece is read twice
+            if count > 0:
+                heard += count
+                self.on_bytes(count)
+
+        token = upload_progress.set(read)
+        try:
+            info = await self.inner.put_file(key, src, mode=mode)
+        finally:
+            upload_progress.reset(token)
+        self.on_bytes(max(0, info.size - heard))  # small files are read in one go
         return info
 
     async def head(self, key: str) -> FileInfo | None:

@@ -174,7 +174,7 @@ def put(
         metadata = _parse_meta(meta)
         files, size = await anyio.to_thread.run_sync(_size_of, path)
         if settings.store is None and scheme_of(location_of(settings)) in ("s3", "gs"):
-            # Uploads are what takes time: a byte bar, advanced per file uploaded.
+            # Uploads are what takes time: a byte bar, moving as each file is read.
             with settings.out.progress(size, name) as advance:
                 registry = await open_registry(
                     location_of(settings),
