@@ -70,5 +70,13 @@ class CountingBackend(Backend):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    def local_path(self, key: str) -> Path | None:
+        # A local store is read in place, as the registry would read it; one
+        # counted as remote goes through the cache like a real remote one.
+        return None if self.is_remote else self.inner.local_path(key)
+
+    async def flush(self, keys: Sequence[str]) -> None:
+        await self.inner.flush(keys)
+
     async def remove_stale_temp(self, *, older_than: float, dry_run: bool = False) -> int:
         return await self.inner.remove_stale_temp(older_than=older_than, dry_run=dry_run)
