@@ -17,29 +17,26 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-import anyio
-import anyio.to_thread
 import msgspec
 
 from registry.backends.base import Backend
 from registry.core import mvcc
 from registry.core.aliases import is_alias
 from registry.core.batches import InFlight, per_item, skip_existing
-from registry.core.cache import Cache, CacheInfo, PruneReport, default_cache_root
+from registry.core.cache import Cache, default_cache_root
+from registry.core.cache_control import CacheControl
 from registry.core.fanout import Progress, fanout
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport, run_janitor
-from registry.core.layout import META_ROOT, meta_key, split_meta_key
 from registry.core.lifecycle import Lifecycle
-from registry.core.loading import prefetch_files, read_artifacts
-from registry.core.metadata import explicit_version, find_meta, version_key
+from registry.core.loading import read_artifacts
+from registry.core.metadata import explicit_version, find_meta
 from registry.core.names import parse_key, split_key, validate_name
 from registry.core.offline import (
     cached_meta,
-    cached_names,
-    cached_versions,
     offline_from_environment,
     refuse,
 )
+from registry.core.queries import Queries
 from registry.core.retention import Policies
 from registry.core.saving import save_version
 from registry.core.settings import StoredSettings
@@ -74,7 +71,7 @@ OnConflict = Literal["skip", "overwrite"]
 MaterializerArg = str | type | MaterializerProtocol
 
 
-class RegistryCore(Lifecycle):
+class RegistryCore(Queries, CacheControl, Lifecycle):
     """A versioned object registry on one backend (see ``AsyncRegistry``).
 
     ``mutable`` and ``version_objects`` are stored with the registry when it is
@@ -466,120 +463,6 @@ class RegistryCore(Lifecycle):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("deleted %s@%s from %s", name, [str(t) for t in targets], self.backend.uri)
 
-    # -- queries ---------------------------------------------------------------
-
-    async def has_object(
-        self, name: str | list[str], version: str | Sequence[str] = LATEST
-    ) -> bool | BatchResult[bool]:
-        """Whether the version (default: any) exists. A list checks a batch."""
-        await self._open()
-        if isinstance(name, list):
-            return await self._each(name, version, lambda n, v: self._has_one(n, v or LATEST))
-        if not isinstance(version, str):
-            raise TypeError("version must be a str for a single has_object")
-        return await self._has_one(name, version)
-
-    async def _has_one(self, name: str, version: str) -> bool:
-        validate_name(name)
-        settings = await self._open()
-        if self.offline or is_alias(version):
-            try:
-                await self._meta(name, version)
-            except RegistryObjectNotFound:
-                return False
-            return True
-        if version == LATEST and settings.version_objects:
-            return bool(await mvcc.live_versions(self.backend, name))
-        key = version_key(version, settings)
-        info = await self.backend.head(meta_key(name, key))
-        return info is not None and info.size > 0
-
-    @overload
-    async def info(self, name: str | None = None, version: str | None = None) -> dict[str, Any]: ...
-
-    @overload
-    async def info(
-        self, name: list[str], version: str | Sequence[str] | None = None
-    ) -> BatchResult[dict[str, Any]]: ...
-
-    async def info(
-        self,
-        name: str | list[str] | None = None,
-        version: str | Sequence[str] | None = None,
-    ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
-        """Metadata as plain dicts.
-
-        ``info(name, version)``: one version; ``info(name)``: {version: info}
-        for every version of the name; ``info()``: {name: {version: info}}.
-        """
-        await self._open()
-        if name is None:
-            if version is not None:
-                raise ValueError("info(version=...) needs a name")
-            names = await self.list_objects()
-            per_name = await fanout(self._info_all, names, limit=self.backend.concurrency)
-            per_name.raise_first()
-            return {n: v for n, v in zip(names, per_name.results, strict=True) if v}
-        if isinstance(name, list):
-            return await self._each(name, version, self._info_one)
-        if isinstance(version, list | tuple):
-            raise TypeError("version must be a str or None for a single info")
-        return await self._info_one(name, version)  # type: ignore[arg-type]
-
-    async def _info_one(self, name: str, version: str | None) -> dict[str, Any]:
-        if version is None:
-            found = await self._info_all(name)
-            if not found:
-                raise RegistryObjectNotFound(f"no object named {name!r} in {self.backend.uri}")
-            return found
-        info = (await self._meta(name, version)).to_info()
-        pointed = await self._aliases_by_version(name)
-        return {**info, "aliases": pointed.get(Version(info["version"]).key, [])}
-
-    async def _info_all(self, name: str) -> dict[str, Any]:
-        metas = await self._live_metas(name)
-        pointed = await self._aliases_by_version(name) if metas else {}
-        return {
-            m.version: {**m.to_info(), "aliases": pointed.get(Version(m.version).key, [])}
-            for m in metas
-        }
-
-    async def _live_metas(self, name: str) -> list[ObjectMeta]:
-        validate_name(name)
-        if self.offline:
-            assert self._cache is not None
-            settings = await self._open()
-            found = cached_versions(self._cache, name)
-            return [cached_meta(self._cache, settings, name, v.key) for v in found]
-        live = await mvcc.live_versions(self.backend, name)
-
-        async def read(version: Version) -> ObjectMeta | None:
-            return await mvcc.read_meta(self.backend, name, version.key)
-
-        metas = await fanout(read, [v for v, _ in live], limit=self.backend.concurrency)
-        metas.raise_first()
-        return [m for m in metas.results if m is not None]
-
-    async def list_objects(self) -> list[str]:
-        """Names with at least one live version, sorted."""
-        await self._open()
-        if self.offline:
-            assert self._cache is not None
-            return cached_names(self._cache)
-        names: set[str] = set()
-        async for entry in self.backend.list(META_ROOT):
-            if isinstance(entry, str) or entry.size == 0:
-                continue
-            parsed = split_meta_key(entry.key)
-            if parsed is not None:
-                names.add(parsed[0])
-        return sorted(names)
-
-    async def list_versions(self, name: str) -> list[str]:
-        """Live versions of ``name`` as first spelled, ascending by value."""
-        await self._open()
-        return [m.version for m in await self._live_metas(name)]
-
     # -- dict-like helpers --------------------------------------------------------
 
     async def get(self, key: str, default: Any = None) -> Any:
@@ -613,68 +496,6 @@ class RegistryCore(Lifecycle):
     async def registered_materializers(self) -> dict[str, str]:
         """The stored class -> materializer table (built-ins not included)."""
         return dict((await self._stored.refresh()).materializers)
-
-    @overload
-    async def prefetch(self, name: str, *, version: str = LATEST) -> str: ...
-
-    @overload
-    async def prefetch(
-        self,
-        name: list[str],
-        *,
-        version: str | Sequence[str] = LATEST,
-        progress: Progress | None = None,
-    ) -> BatchResult[str]: ...
-
-    async def prefetch(
-        self,
-        name: str | list[str],
-        *,
-        version: str | Sequence[str] = LATEST,
-        progress: Progress | None = None,
-    ) -> str | BatchResult[str]:
-        """Fill the local cache without building the objects, so a job can warm
-        a node before it goes offline; returns the version fetched (a list of
-        names: a BatchResult). Files are checked as ``verify`` says. A no-op
-        without a cache (local registries are read in place)."""
-        if self.offline:
-            raise refuse("prefetch")
-        if isinstance(name, list):
-            return await self._each(
-                name, version, lambda n, v: self._prefetch_one(n, v or LATEST), progress
-            )
-        if not isinstance(version, str):
-            raise TypeError("version must be a str for a single prefetch (lists are for batches)")
-        return await self._prefetch_one(name, version)
-
-    async def _prefetch_one(self, name: str, version: str) -> str:
-        meta = await self._meta(name, version, "full")  # the current metadata, now cached
-        if self._cache is not None and meta.inline is None:
-            await prefetch_files(self.backend, self._cache, meta, self.verify)
-        return meta.version
-
-    async def clear_cache(self) -> None:
-        """Empty this registry's local cache (remote backends only; else a no-op)."""
-        if self._cache is not None:
-            await anyio.to_thread.run_sync(self._cache.clear)
-
-    async def cache_info(self) -> CacheInfo:
-        """What the local cache holds (entries least recently used first)."""
-        if self._cache is None:
-            return CacheInfo(None, [], None, None)
-        return await anyio.to_thread.run_sync(self._cache.info)
-
-    async def prune_cache(
-        self, max_bytes: int | None = None, older_than: float | None = None
-    ) -> PruneReport:
-        """Drop cache entries unused for ``older_than`` seconds, then the least
-        recently used until at most ``max_bytes`` remain."""
-        if self._cache is None:
-            return PruneReport([])
-        cache = self._cache
-        return await anyio.to_thread.run_sync(
-            lambda: cache.prune(max_bytes=max_bytes, older_than=older_than)
-        )
 
     async def janitor(self, grace: float = DEFAULT_GRACE, dry_run: bool = False) -> JanitorReport:
         """Remove uuid folders that no version references (see core.janitor)."""

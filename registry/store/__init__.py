@@ -1,6 +1,8 @@
 """The Store: several registries mounted under names, one API over them.
 
-- ``core.py``     AsyncStore: the operations (save, load, copy, move, ...)
+- ``core.py``     AsyncStore: lifecycle, mounts, save, load, delete, queries
+- ``transfer.py`` copy and move between mounts (mixed into AsyncStore)
+- ``lifecycle.py`` aliases, retention and find routed by key (mixed in too)
 - ``routing.py``  the mount table: which registry a key goes to, batches
                   split per mount, unqualified reads searched across mounts
 - ``keys.py``     ``[<mount>/]<name>[@<version>]`` and mount names
