@@ -38,11 +38,13 @@ class StoredSettings:
         self._requested = {"mutable": mutable, "version_objects": version_objects}
         self._cache = cache  # keeps a copy for offline use
         self._offline = offline
+        self._kept: bytes | None = None  # the copy last written to the cache
         self.current: RegistrySettings | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state["current"] = None  # another process reads it again
+        state["_kept"] = None
         return state
 
     async def open(self) -> RegistrySettings:
@@ -61,8 +63,7 @@ class StoredSettings:
             try:
                 encoded = msgspec.json.encode(fresh)
                 await self.backend.put(SETTINGS_KEY, encoded, mode="create")
-                if self._cache is not None:
-                    self._cache.write_settings(encoded)
+                self._keep_copy(encoded)
                 settings = fresh
             except PreconditionFailed:  # another process created it first
                 settings = await self.read()
@@ -85,6 +86,13 @@ class StoredSettings:
             self.current = fresh
         return await self.open()
 
+    def _keep_copy(self, data: bytes) -> None:
+        """Keep the file in the cache for offline use; rewritten only when it
+        changed (refresh() runs on saves that found no materializer)."""
+        if self._cache is not None and data != self._kept:
+            self._cache.write_settings(data)
+            self._kept = data
+
     def _cached(self) -> RegistrySettings | None:
         """The copy kept by the cache (None: never opened online, or damaged)."""
         data = self._cache.read_settings() if self._cache is not None else None
@@ -102,8 +110,7 @@ class StoredSettings:
             data = await self.backend.get(SETTINGS_KEY)
         except ObjectNotFound:
             return None
-        if self._cache is not None:
-            self._cache.write_settings(data)
+        self._keep_copy(data)
         try:
             return settings_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -130,6 +137,5 @@ class StoredSettings:
             except PreconditionFailed:
                 continue  # someone else changed the table: merge again
             self.current = updated
-            if self._cache is not None:
-                self._cache.write_settings(msgspec.json.encode(updated))
+            self._keep_copy(msgspec.json.encode(updated))
             return
