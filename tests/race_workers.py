@@ -33,7 +33,7 @@ from typing import Any, Literal, TextIO
 from registry import AsyncRegistry
 from registry.backends.base import Backend
 from registry.backends.local import LocalBackend
-from registry.exceptions import RegistryVersionConflict
+from registry.exceptions import RegistryObjectNotFound, RegistryVersionConflict
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -166,6 +166,53 @@ def explicit_saver(where: Where, proc: int, size: int, barrier: Any, out: str) -
             return f"won:{version}"
 
     run_reporting(out, main)
+
+
+def head_racer(where: Where, proc: int, count: int, barrier: Any, out: str) -> None:
+    """Saves of "race:head": even processes auto-increment, odd ones save an
+    explicit version just above the latest they read. After each save, the
+    latest version must be at least the one saved (the name's head never
+    hides a committed version). Reports [[saved, latest seen after]]."""
+    from registry.core.versions import Version
+
+    async def main() -> list[list[str]]:
+        seen: list[list[str]] = []
+        async with open_registry(where, version_objects=True) as reg:
+            await reg.has_object("race:head")
+            barrier.wait(BARRIER_TIMEOUT)
+            for i in range(count):
+                if proc % 2 == 0:
+                    version = await reg.save("race:head", f"{proc}-{i}")
+                else:
+                    try:
+                        top = (await reg.info("race:head", "latest"))["version"]
+                    except RegistryObjectNotFound:
+                        top = "0"
+                    explicit = f"{Version(top).major}.{1000 * proc + i + 1}"
+                    version = await reg.save("race:head", f"{proc}-{i}", version=explicit)
+                latest = (await reg.info("race:head", "latest"))["version"]
+                assert Version(latest) >= Version(version), f"saved {version}, latest {latest}"
+                seen.append([version, latest])
+        return seen
+
+    run_reporting(out, main)
+
+
+def die_before_head(root: str, name: str) -> None:
+    """Auto-save ``name`` and SIGKILL this process after the commit, before
+    the name's head follows it."""
+    from registry.core import heads
+
+    async def die(*args: Any, **kwargs: Any) -> Any:
+        sigkill_self()
+
+    heads.write = die  # type: ignore[assignment]
+
+    async def main() -> None:
+        async with open_registry(local(root), version_objects=True) as reg:
+            await reg.save(name, "committed, head behind")
+
+    asyncio.run(main())
 
 
 def overwrite_payload(counter: int) -> bytes:
@@ -309,9 +356,13 @@ def die_at(root: str, point: str, name: str, size: int) -> None:
         original = LocalBackend._write_temp
 
         def write_temp_then_die(
-            self: LocalBackend, path: Path, data: bytes | None, src: Path | None
+            self: LocalBackend,
+            path: Path,
+            data: bytes | None,
+            src: Path | None,
+            durable: bool = True,
         ) -> Path:
-            tmp = original(self, path, data, src)
+            tmp = original(self, path, data, src, durable)
             if path.relative_to(self.root).parts[0] == folder:
                 sigkill_self()
             return tmp

@@ -618,9 +618,12 @@ def folders(http: HttpLog) -> list[tuple[str | None, str | None]]:
 
 @pytest.mark.anyio
 async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
-    """save, explicit version: a large object = 1 artifact put + 1 conditional meta
-    put; a small one is inlined = 1 put. At the HTTP level: as many uploads
-    (on GCS multipart ones), the commit carrying the create condition."""
+    """save, explicit version of a new name: the name's head is read (missing),
+    its folder listed once (versions saved before heads existed would be
+    there), the head created, then 1 artifact put + 1 conditional meta put; a
+    small object is inlined. A second explicit version reads and raises the
+    head; auto-increment reads it, commits, and moves it after. None of these
+    counts grows with the number of versions (tests/test_heads.py)."""
     async with counted(target, version_objects=True, cache_dir=tmp_path) as (reg, counting, http):
         # a saver lists the retention policies once per POLICY_TTL (tests/test_lifecycle.py)
         await reg.retention()
@@ -628,30 +631,50 @@ async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
         http.take()
         await reg.save("big", rw.make_payload("big", 200 * KIB), version="1")
         big = counts(counting)
-        assert sum(n for op, n in big.items() if op in ("put", "put_file")) == 2, big
-        assert set(big) <= {"put", "put_file"}, big
-        assert http.take() == Counter({"put": 2})
-        # the artifact goes first, unconditionally; then the conditional commit
-        assert folders(http) == [("objects", None), ("meta", "create")]
+        assert sum(n for op, n in big.items() if op in ("put", "put_file")) == 3, big
+        assert big.get("get") == 1 and big.get("list") == 1, big
+        assert set(big) <= {"get", "list", "put", "put_file"}, big
+        # the artifact goes first, unconditionally; then the head is read, the
+        # folder listed (None: a listing names no key) and the head created,
+        # before the conditional commit
+        http.take()
+        assert folders(http) == [
+            ("objects", None),
+            ("heads", None),
+            (None, None),
+            ("heads", "create"),
+            ("meta", "create"),
+        ]
 
         counting.reset()
         await reg.save("small", b"tiny", version="1")
-        assert counts(counting) == {"put": 1}
-        assert http.take() == Counter({"put": 1})
-        assert folders(http) == [("meta", "create")]
+        assert counts(counting) == {"get": 1, "list": 1, "put": 2}
 
-        # auto-increment adds the one listing that finds the next number
         counting.reset()
-        await reg.save("small", b"tiny again")
-        assert counts(counting) == {"list": 1, "put": 1}
-        assert http.take() == Counter({"list": 1, "put": 1})
+        http.take()
+        await reg.save("small", b"tiny 2", version="2")  # raises the head: a swap
+        assert counts(counting) == {"get": 1, "put": 2}
+        http.take()
+        # the head read (on GCS its metadata and body) and swapped, then the commit
+        *head, commit = folders(http)
+        assert {f[0] for f in head} == {"heads"} and len(head) in (2, 3), folders(http)
+        assert commit == ("meta", "create")
+
+        counting.reset()
+        await reg.save("small", b"tiny 1.5", version="1.5")  # below it: the head is known
+        assert counts(counting) == {"put": 1}
+
+        counting.reset()
+        await reg.save("small", b"tiny again")  # auto-increment
+        assert counts(counting) == {"get": 1, "put": 2}
 
 
 @pytest.mark.anyio
 async def test_request_counts_load(target: Target, tmp_path: Path) -> None:
     """load, explicit version: cold cache = 1 meta get + 1 artifact get_file; warm
-    cache = nothing with verify="integrity", 1 meta get with "full"; "latest" adds
-    exactly 1 list. At the HTTP level: as many GETs."""
+    cache = nothing with verify="integrity", 1 meta get with "full"; "latest"
+    reads the name's head, probes above it and reads the metadata. At the HTTP
+    level: as many GETs."""
     prefix = f"counts-{uuid.uuid4().hex}"
     big, small = rw.make_payload("big", 200 * KIB), b"tiny"
     async with AsyncRegistry(
@@ -677,15 +700,12 @@ async def test_request_counts_load(target: Target, tmp_path: Path) -> None:
         assert await load("big", "1", "none") == ({}, Counter())
         assert await load("big", "1", "full") == ({"get": 1}, {"get": 1})
         assert await load("small", "1", "integrity") == ({}, Counter())
-        # "latest": one listing more
-        assert await load("big", "latest", "integrity") == ({"list": 1}, {"list": 1})
-        assert await load("big", "latest", "full") == (
-            {"list": 1, "get": 1},
-            {"list": 1, "get": 1},
-        )
+        # "latest": the head, then a probe above it and the metadata, overlapped
+        for verify in ("integrity", "full"):
+            calls, _ = await load("big", "latest", verify)
+            assert calls == {"get": 2, "head": 1}
 
-    # "latest" on a cold cache: list + meta get + artifact get_file
+    # "latest" on a cold cache: the same, and the artifact
     async with counted(target, prefix, cache_dir=tmp_path / "cold2") as (reg, counting, http):
         assert await reg.load("big") == big
-        assert counts(counting) == {"list": 1, "get": 1, "get_file": 1}
-        assert http.take() == Counter({"list": 1, "get": 2})
+        assert counts(counting) == {"get": 2, "head": 1, "get_file": 1}

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import anyio
 import msgspec
 
+from registry.exceptions import ObjectNotFound
+
 PutMode = Literal["overwrite", "create"]
 DEFAULT_CONCURRENCY = 32
 
@@ -134,6 +136,26 @@ class Backend(ABC):
         Backends that can list names faster than full FileInfo override it.
         """
         return [e.key async for e in self.list(prefix, delimiter="/") if not isinstance(e, str)]
+
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """Content of ``key`` and the etag of that content, for a later
+        ``if_match``; ``ObjectNotFound`` if missing.
+
+        The etag is read first: if the key changes in between, the etag is
+        the older one and a compare-and-swap on it fails, never succeeds on
+        content it did not see. Backends that get both in one call override.
+        """
+        info = await self.head(key)
+        if info is None:
+            raise ObjectNotFound(key)
+        return await self.get(key), info.etag
+
+    async def put_hint(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        """``put`` for data the registry can rebuild, so it may be lost in a
+        power cut: local disk skips the fsyncs; elsewhere it is ``put``."""
+        return await self.put(key, data, mode=mode, if_match=if_match)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""

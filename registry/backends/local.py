@@ -157,7 +157,9 @@ class LocalBackend(Backend):
                 continue
         raise BackendError(f"folder {path.parent} keeps disappearing while writing {path.name}")
 
-    def _write_temp(self, path: Path, data: bytes | None, src: Path | None) -> Path:
+    def _write_temp(
+        self, path: Path, data: bytes | None, src: Path | None, durable: bool = True
+    ) -> Path:
         tmp, fd = self._open_temp(path)
         try:
             if data is not None:
@@ -170,7 +172,7 @@ class LocalBackend(Backend):
                         view = memoryview(chunk)
                         while view:
                             view = view[os.write(fd, view) :]
-            if self.fsync:
+            if self.fsync and durable:
                 os.fsync(fd)
         except BaseException:
             os.close(fd)
@@ -179,7 +181,9 @@ class LocalBackend(Backend):
         os.close(fd)
         return tmp
 
-    def _publish(self, key: str, path: Path, tmp: Path, mode: PutMode) -> FileInfo:
+    def _publish(
+        self, key: str, path: Path, tmp: Path, mode: PutMode, durable: bool = True
+    ) -> FileInfo:
         try:
             if mode == "create":
                 try:
@@ -193,26 +197,33 @@ class LocalBackend(Backend):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        if self.fsync:
+        if self.fsync and durable:
             fsync_dir(path.parent)
         return _info(key, path.stat())
 
     def _put_sync(
-        self, key: str, data: bytes | None, src: Path | None, mode: PutMode, if_match: str | None
+        self,
+        key: str,
+        data: bytes | None,
+        src: Path | None,
+        mode: PutMode,
+        if_match: str | None,
+        durable: bool = True,
     ) -> FileInfo:
         path = self._path(key)
-        tmp = self._write_temp(path, data, src)
+        tmp = self._write_temp(path, data, src, durable)
         if if_match is None:
-            return self._publish(key, path, tmp, mode)
+            return self._publish(key, path, tmp, mode, durable)
         try:
-            with _FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}")):
+            # A hint write never waits: someone else is updating it.
+            with _FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), wait=durable):
                 try:
                     current = _etag(path.stat())
                 except FileNotFoundError:
                     current = None
                 if current != if_match:
                     raise PreconditionFailed(f"{key} changed (expected etag {if_match})")
-                return self._publish(key, path, tmp, "overwrite")
+                return self._publish(key, path, tmp, "overwrite", durable)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -241,6 +252,15 @@ class LocalBackend(Backend):
             raise ObjectNotFound(key) from None
         finally:
             os.close(fd)
+
+    def _get_tagged_sync(self, key: str) -> tuple[bytes, str]:
+        # Files are replaced by rename, so the open file is one version and
+        # its fstat is that version's etag.
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read(), _etag(os.fstat(f.fileno()))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
 
     def _get_file_sync(self, key: str, dest: Path) -> FileInfo:
         path = self._path(key)
@@ -392,6 +412,17 @@ class LocalBackend(Backend):
         )
         return await _debug_timed("put", key, work)
 
+    async def put_hint(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        # Small and not fsynced: cheaper inline than a hop to a worker thread.
+        await anyio.lowlevel.checkpoint()
+        return self._put_sync(key, data, None, mode, if_match, durable=False)
+
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        await anyio.lowlevel.checkpoint()
+        return self._get_tagged_sync(key)
+
     async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
         work = anyio.to_thread.run_sync(
             self._put_sync, key, None, src, mode, None, limiter=self.limiter
@@ -471,18 +502,27 @@ class LocalBackend(Backend):
 class _FileLock:
     """``O_CREAT|O_EXCL`` lock file with a stale timeout (local CAS only)."""
 
-    def __init__(self, path: Path, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path, timeout: float = 30.0, *, wait: bool = True) -> None:
         self.path = path
         self.timeout = timeout
+        self.wait = wait  # False: a busy lock is a lost race (PreconditionFailed)
 
     def __enter__(self) -> None:
         deadline = time.monotonic() + self.timeout
         delay = 0.001
+        tries = 0
         while True:
+            tries += 1
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 self._break_if_stale()
+                if not self.wait and tries > 1:  # one retry, after breaking a stale lock
+                    raise PreconditionFailed(
+                        f"{self.path.name} is held by another writer"
+                    ) from None
+                if not self.wait:
+                    continue
                 if time.monotonic() > deadline:
                     raise BackendError(
                         f"could not lock {self.path} within {self.timeout}s; "

@@ -34,6 +34,14 @@ class UploadCounter(Backend):
     async def get_file(self, key: str, dest: Path) -> FileInfo:
         return await self.inner.get_file(key, dest)
 
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        return await self.inner.get_tagged(key)
+
+    async def put_hint(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        return await self.inner.put_hint(key, data, mode=mode, if_match=if_match)
+
     async def put(
         self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
     ) -> FileInfo:

@@ -2,6 +2,9 @@
 
     _registry.json                      settings + materializer table
     meta/<name>/<version key>.json      commit point of one version
+    heads/<name>.json                   greatest version of a name: a checked hint
+                                        that makes "latest" and auto-increment O(1)
+                                        (core/heads.py)
     objects/<name>/<uuid>/<files...>    artifacts, written before the commit
     aliases/<name>/<alias>.json         where an alias points (core/aliases.py)
     retention/<name>.json               retention policy of a name, and
@@ -17,6 +20,7 @@ SETTINGS_KEY = "_registry.json"
 META_ROOT = "meta/"
 OBJECTS_ROOT = "objects/"
 META_SUFFIX = ".json"
+HEADS_ROOT = "heads/"
 ALIASES_ROOT = "aliases/"
 RETENTION_ROOT = "retention/"
 # '@' is never part of a name, so this key cannot be a name's policy
@@ -29,6 +33,10 @@ def meta_prefix(name: str) -> str:
 
 def meta_key(name: str, version_key: str) -> str:
     return f"{META_ROOT}{name}/{version_key}{META_SUFFIX}"
+
+
+def head_key(name: str) -> str:
+    return f"{HEADS_ROOT}{name}{META_SUFFIX}"
 
 
 def objects_folder(name: str, uuid: str) -> str:

@@ -2,8 +2,9 @@
 
 A name's versions live at ``meta/<name>/<canonical key>.json``. An
 unversioned registry keeps exactly one version per name, ``"1"``, so every
-spelling a caller passes addresses it. ``"latest"`` is resolved by listing
-the name's folder (O(versions of that name), never of the registry).
+spelling a caller passes addresses it. ``"latest"`` is resolved from the
+name's head (core/heads.py) in O(1) requests, and always read from the
+backend: another process may have saved or deleted since.
 Remote registries keep the last metadata they read or wrote in their cache;
 ``verify="full"`` always reads the backend instead.
 """
@@ -55,20 +56,16 @@ async def find_meta(
     verify: Verify,
 ) -> ObjectMeta:
     """Committed metadata of ``name@version``; RegistryObjectNotFound if none."""
-    if version == LATEST and settings.version_objects and cache is None:
+    if version == LATEST and settings.version_objects:
         found = await mvcc.latest_meta_bytes(backend, name)
         if found is None:
             raise RegistryObjectNotFound(f"no object named {name!r} in {backend.uri}")
-        return decode_for(name, found[1], f"{backend.uri}/{meta_key(name, found[0].key)}")
-    if version == LATEST and settings.version_objects:
-        # Remote: the listing carries sizes, so tombstones are skipped
-        # without reads and the cached metadata can be used.
-        live = await mvcc.live_versions(backend, name)
-        if not live:
-            raise RegistryObjectNotFound(f"no object named {name!r} in {backend.uri}")
-        key = live[-1][0].key
-    else:
-        key = version_key(version, settings)
+        top, latest = found
+        meta = decode_for(name, latest, f"{backend.uri}/{meta_key(name, top.key)}")
+        if cache is not None and cache.read_meta(name, top.key) != latest:
+            cache.write_meta(name, top.key, latest)
+        return meta
+    key = version_key(version, settings)
     where = f"{backend.uri}/{meta_key(name, key)}"
     if cache is not None and verify != "full":
         cached = cache.read_meta(name, key)

@@ -6,19 +6,29 @@ create-if-absent (first writer wins), overwrites a plain atomic replace, and
 auto-increment claims its number with the same create-if-absent write: a
 writer that loses takes the next number. No cached version list ever drives
 allocation, so concurrent processes never hand out a number twice.
+
+Which number to try first, and which version is "latest", come from the
+name's head (core/heads.py) in O(1) requests; a listing of the name's folder
+(O(versions)) is only the fallback when the head is missing or points at a
+version in flight or deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
+import anyio
 import msgspec
 
 from registry.backends.base import Backend, FileInfo
+from registry.core import heads
 from registry.core.layout import META_SUFFIX, meta_key, meta_prefix
 from registry.core.types import ObjectMeta, meta_decoder
 from registry.core.versions import Version, version_from_key
 from registry.exceptions import (
+    BackendError,
     ObjectNotFound,
     PreconditionFailed,
     RegistryCorruptMetadata,
@@ -26,7 +36,9 @@ from registry.exceptions import (
 )
 
 TOMBSTONE = b""
-_RELIST_EVERY = 4  # after this many lost claims in a row, re-list to jump ahead
+A = TypeVar("A")
+B = TypeVar("B")
+_RELIST_EVERY = 4  # after this many lost claims in a row, re-read the head to jump ahead
 
 
 async def list_versions(backend: Backend, name: str) -> list[tuple[Version, FileInfo]]:
@@ -77,15 +89,26 @@ async def read_meta(backend: Backend, name: str, version_key: str) -> ObjectMeta
 
 
 async def commit_explicit(
-    backend: Backend, name: str, version: Version, data: bytes, *, overwrite: bool
+    backend: Backend,
+    name: str,
+    version: Version,
+    data: bytes,
+    *,
+    overwrite: bool,
+    track_head: bool = True,
 ) -> None:
     """Write the metadata of an explicit version.
+
+    ``track_head``: raise the name's head first (versioned registries; an
+    unversioned one has the single version "1" and no use for a head).
 
     ``overwrite``: last writer wins. Otherwise the first writer wins and the
     others get RegistryVersionConflict; a tombstone (deleted version) may be
     replaced, with compare-and-swap so that only one re-creator wins.
     """
     key = meta_key(name, version.key)
+    if track_head:
+        await raise_head(backend, name, version)
     if overwrite:
         await backend.put(key, data)
         return
@@ -140,15 +163,20 @@ async def _stems_by_major(backend: Backend, name: str) -> dict[int, list[str]]:
     return groups
 
 
-async def next_free_number(backend: Backend, name: str) -> int:
-    # Tombstones count: a deleted number is never handed out again.
-    return max(await _stems_by_major(backend, name), default=0) + 1
+async def top_by_listing(backend: Backend, name: str) -> Version | None:
+    """The greatest version key stored for ``name``, tombstones included."""
+    groups = await _stems_by_major(backend, name)
+    if not groups:
+        return None
+    return max(
+        (v for v in map(version_from_key, groups[max(groups)]) if v is not None), default=None
+    )
 
 
-async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes] | None:
+async def latest_by_listing(backend: Backend, name: str) -> tuple[Version, bytes] | None:
     """The greatest live version and its metadata file, reading from the top
     down past tombstones (usually one read). Only the top major's keys are
-    fully parsed, so the cost barely grows with the number of versions."""
+    fully parsed."""
     groups = await _stems_by_major(backend, name)
     for major in sorted(groups, reverse=True):
         versions = [v for v in map(version_from_key, groups[major]) if v is not None]
@@ -159,24 +187,102 @@ async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes
     return None
 
 
+async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes] | None:
+    """The greatest live version of ``name`` and its metadata file; None if
+    it has none. O(1) requests from the head; a listing when the head is
+    missing (rebuilt then) or its version is in flight or deleted."""
+    top = await heads.read(backend, name)
+    if top is None:
+        found = await latest_by_listing(backend, name)
+        stored = await top_by_listing(backend, name)  # tombstones count: not ``found``
+        if stored is not None:
+            await _advance_head(backend, name, stored)
+        return found
+    if backend.is_remote:  # one round trip for the probe and the read, not two
+        above, data = await _together(
+            heads.probe_above(backend, name, top), read_meta_bytes(backend, name, top.key)
+        )
+        if above != top:
+            data = await read_meta_bytes(backend, name, above.key)
+    else:
+        above = await heads.probe_above(backend, name, top)
+        data = await read_meta_bytes(backend, name, above.key)
+    if above != top:  # the head lags (a crash, lost swaps): bring it up for the next reader
+        await _advance_head(backend, name, above)
+    if data is not None:
+        return above, data
+    return await latest_by_listing(backend, name)
+
+
+async def _advance_head(backend: Backend, name: str, top: Version) -> None:
+    """Move a missing, unreadable or lagging head up to ``top`` (a hint: one
+    try, and a failure does not fail the read that found it)."""
+    try:
+        head = await heads.read_tagged(backend, name)
+    except BackendError:
+        return
+    if head is None or head.top is None or head.top < top:
+        await heads.write(backend, name, top, over=head, durable=False)
+
+
+async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    results: list[Any] = [None, None]
+
+    async def run(index: int, work: Awaitable[Any]) -> None:
+        results[index] = await work
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    return results[0], results[1]
+
+
+async def raise_head(backend: Backend, name: str, version: Version) -> None:
+    """Make the head at least ``version``, durably, before it is committed."""
+    await heads.raise_to(backend, name, version, partial(_raise_head, backend, name))
+
+
+async def _raise_head(backend: Backend, name: str, version: Version) -> None:
+    while True:
+        head = await heads.read_tagged(backend, name)
+        top = head.top if head is not None else None
+        if top is None:  # missing or unreadable: what is stored decides
+            top = await top_by_listing(backend, name)
+        if head is not None and head.top is not None and head.top >= version:
+            return
+        target = version if top is None or version > top else top
+        if await heads.write(backend, name, target, over=head, durable=True):
+            return
+
+
 async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes]) -> str:
     """Claim the next auto-increment number for ``name`` and commit to it.
 
     ``encode(version)`` builds the metadata for a candidate number, so a
     writer that loses a race re-encodes only the metadata, never re-uploads.
     """
-    number = await next_free_number(backend, name)
+    head = await heads.read_tagged(backend, name)
+    if head is not None and head.top is not None:
+        number = heads.next_number(head.top)
+    else:
+        number = heads.next_number(await top_by_listing(backend, name))
     lost = 0
     while True:
         version = str(number)
         try:
             await backend.put(meta_key(name, version), encode(version), mode="create")
-            return version
+            break
         except PreconditionFailed:
             lost += 1
             number += 1
-            if lost % _RELIST_EVERY == 0:
-                number = max(number, await next_free_number(backend, name))
+            if lost % _RELIST_EVERY == 0:  # far behind: jump to the top of the run
+                head = await heads.read_tagged(backend, name)
+                if head is not None and head.top is not None:
+                    top = await heads.probe_above(backend, name, head.top)
+                    number = max(number, heads.next_number(top))
+    # The head follows as a hint; losing this swap to another writer is fine.
+    await heads.write(backend, name, Version(version), over=head, durable=False)
+    return version
 
 
 async def tombstone(backend: Backend, name: str, version: Version) -> None:

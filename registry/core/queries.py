@@ -75,7 +75,7 @@ class Queries:
                 return False
             return True
         if version == LATEST and settings.version_objects:
-            return bool(await mvcc.live_versions(self.backend, name))
+            return await mvcc.latest_meta_bytes(self.backend, name) is not None
         key = version_key(version, settings)
         info = await self.backend.head(meta_key(name, key))
         return info is not None and info.size > 0

@@ -74,7 +74,9 @@ async def save_version(
             meta_bytes = encode(saved)
         else:
             meta_bytes = encode_meta(meta, explicit.spelling)
-            await mvcc.commit_explicit(backend, name, explicit, meta_bytes, overwrite=overwrite)
+            await mvcc.commit_explicit(
+                backend, name, explicit, meta_bytes, overwrite=overwrite, track_head=not unversioned
+            )
             saved = explicit.spelling
     except RegistryVersionConflict as conflict:
         # Only a lost race is known not to have committed.

@@ -232,7 +232,12 @@ async def copy_version(
         if explicit is None:
             return await mvcc.commit_auto(target.backend, name, lambda v: encode_meta(copied, v))
         await mvcc.commit_explicit(
-            target.backend, name, explicit, encode_meta(copied, explicit.spelling), overwrite=False
+            target.backend,
+            name,
+            explicit,
+            encode_meta(copied, explicit.spelling),
+            overwrite=False,
+            track_head=settings.version_objects,
         )
         return explicit.spelling
     except RegistryVersionConflict:

@@ -44,6 +44,16 @@ class CountingBackend(Backend):
         self.counts["put"] += 1
         return await self.inner.put(key, data, mode=mode, if_match=if_match)
 
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        self.counts["get"] += 1  # one GET where the store returns the etag with the body
+        return await self.inner.get_tagged(key)
+
+    async def put_hint(
+        self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
+    ) -> FileInfo:
+        self.counts["put"] += 1
+        return await self.inner.put_hint(key, data, mode=mode, if_match=if_match)
+
     async def put_file(self, key: str, src: Path, *, mode: PutMode = "overwrite") -> FileInfo:
         self.counts["put_file"] += 1
         return await self.inner.put_file(key, src, mode=mode)

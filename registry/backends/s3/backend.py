@@ -128,6 +128,9 @@ class S3Backend(RemoteBackend[S3Bucket]):
     async def get(self, key: str) -> bytes:
         return await downloads.get(await self._connection(), key)
 
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        return await downloads.get_tagged(await self._connection(), key)
+
     async def get_file(self, key: str, dest: Path) -> FileInfo:
         span = self.part_size or downloads.DOWNLOAD_RANGE_SIZE
         return await downloads.get_file(await self._connection(), key, Path(dest), span)

@@ -22,9 +22,14 @@ _WRITE_BUFFER = 4 * MiB
 
 
 async def get(bucket: S3Bucket, key: str) -> bytes:
+    return (await get_tagged(bucket, key))[0]
+
+
+async def get_tagged(bucket: S3Bucket, key: str) -> tuple[bytes, str]:
+    """The object and its ETag, from the one GET."""
     full = bucket.full(key)
 
-    async def attempt() -> bytes:
+    async def attempt() -> tuple[bytes, str]:
         async with bucket.limiter:
             response = await bucket.client.get_object(Bucket=bucket.bucket, Key=full)
             body = response["Body"]
@@ -33,9 +38,9 @@ async def get(bucket: S3Bucket, key: str) -> bytes:
             except BaseException:
                 body.close()
                 raise
-            return data
+            return data, file_info(key, response).etag
 
-    return await bucket.retrying(attempt, "get_object", key, size=len)
+    return await bucket.retrying(attempt, "get_object", key, size=lambda got: len(got[0]))
 
 
 async def head(bucket: S3Bucket, key: str) -> FileInfo | None:
