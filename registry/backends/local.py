@@ -22,8 +22,10 @@ import shutil
 import stat
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio.lowlevel
 import anyio.to_thread
@@ -94,7 +96,13 @@ class LocalBackend(Backend):
     folders directly on the event loop: on a local disk that takes ~10 us,
     while a hop to a worker thread costs ~10x more. Turn it off for network
     filesystems, whose reads can stall. Writes (fsync) always use threads.
+
+    It holds no client bound to an event loop (``loop_free``), so the sync
+    ``Registry`` runs its calls on a loop owned by the calling thread.
     """
+
+    #: No state bound to one event loop: any thread's loop may drive it.
+    loop_free = True
 
     def __init__(
         self,
@@ -116,6 +124,21 @@ class LocalBackend(Backend):
         self.inline_reads = inline_reads
         # folder -> (mtime_ns, keys): skips re-scanning settled version folders
         self._children_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}
+
+    def loop_state(self) -> dict[str, Any]:
+        """Runtime state of the running loop, kept per loop: threads that
+        each drive this backend from a loop of their own (the sync facade)
+        do not keep replacing each other's limiter."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        states: weakref.WeakKeyDictionary[Any, dict[str, Any]] | None = self._runtime.get("loops")
+        if states is None:
+            states = self._runtime["loops"] = weakref.WeakKeyDictionary()
+        state = states.get(loop)
+        if state is None:
+            state = states[loop] = {"loop": weakref.ref(loop)}
+        return state
 
     # -- helpers (run in worker threads) -------------------------------------
 

@@ -153,7 +153,9 @@ async def read_artifacts(
             + (f"; {hint}" if hint else "")
         )
     cls = object_class(meta, allow_pickle, registered_classes)
-    reading = _Reading(materializer, _with_options(materializer, options), meta, cls, where)
+    reading = _Reading(
+        materializer, _with_options(materializer, options), meta, cls, where, options
+    )
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -174,6 +176,8 @@ async def read_artifacts(
     if in_place is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: read in place from %s", where, in_place)
+        if _small_blob(reading) and getattr(backend, "inline_reads", False):
+            return _load_small_blob(reading, in_place, verify)
         return await _load_verified(reading, in_place, verify)
     if cache is not None:
         return await _load_cached(backend, cache, reading, verify, offline)
@@ -255,6 +259,7 @@ class _Reading:
     meta: ObjectMeta
     cls: type | None
     where: str
+    options: Mapping[str, Any]
 
 
 def _parallel(reading: _Reading, verify: Verify) -> bool:
@@ -310,6 +315,36 @@ async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any
     if load_error is not None:
         raise load_error
     return result
+
+
+def _small_blob(reading: _Reading) -> bool:
+    """A one-file blob small enough to read, check and decode on the event
+    loop: a hop to a worker thread costs more than that on a local disk."""
+    materializer = reading.materializer
+    return (
+        reading.meta.size <= ON_LOOP_BYTES
+        and isinstance(materializer, BlobMaterializer)
+        and type(materializer).load is BlobMaterializer.load  # reads the one file, no more
+        and len(reading.meta.files) == 1
+    )
+
+
+def _load_small_blob(reading: _Reading, folder: Path, verify: Verify) -> Any:
+    """Read the blob once: its bytes are checked and decoded (no second read)."""
+    meta, where = reading.meta, reading.where
+    (rel,) = meta.files
+    try:
+        with open(folder / rel, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        raise RegistryIntegrityError(
+            f"{where}: artifact {rel} is missing; restore it or save the object again"
+        ) from None
+    if verify != "none":
+        _check(meta, rel, entry_for(data), where)
+    materializer = reading.materializer
+    assert isinstance(materializer, BlobMaterializer)
+    return materializer.loads(data, reading.cls, **reading.options)
 
 
 def _load_folder(reading: _Reading, folder: Path, verify: Verify) -> Any:
