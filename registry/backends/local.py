@@ -103,6 +103,7 @@ class LocalBackend(Backend):
 
     #: No state bound to one event loop: any thread's loop may drive it.
     loop_free = True
+    _root_str = ""  # str(root), set in __init__ (absent from older pickles)
 
     def __init__(
         self,
@@ -119,11 +120,12 @@ class LocalBackend(Backend):
         if not text:
             raise ValueError("LocalBackend needs a folder path, got an empty string")
         self.root = Path(text).expanduser().absolute()
+        self._root_str = str(self.root)
         self.uri = f"file://{self.root}"
         self.fsync = fsync
         self.inline_reads = inline_reads
         # folder -> (mtime_ns, keys): skips re-scanning settled version folders
-        self._children_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}
+        self._children_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
 
     def loop_state(self) -> dict[str, Any]:
         """Runtime state of the running loop, kept per loop: threads that
@@ -147,6 +149,15 @@ class LocalBackend(Backend):
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"invalid backend key {key!r}")
         return self.root.joinpath(*parts)
+
+    def _fspath(self, key: str) -> str:
+        """``str(self._path(key))`` without building a Path (hot reads: a
+        small load spent more time joining Paths than reading the file)."""
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"invalid backend key {key!r}")
+        root = self._root_str or str(self.root)
+        return f"{root}/{key}" if os.sep == "/" else os.path.join(root, *parts)
 
     def _ensure_parent(self, path: Path, created: list[Path]) -> None:
         """Create the missing folders above ``path`` top-down, adding each
@@ -263,17 +274,21 @@ class LocalBackend(Backend):
     def _get_small_sync(self, key: str) -> bytes | None:
         """The content if the file is at most INLINE_READ_BYTES, else None."""
         try:
-            fd = os.open(self._path(key), os.O_RDONLY)
+            fd = os.open(self._fspath(key), os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None
         try:
             size = os.fstat(fd).st_size
             if size > INLINE_READ_BYTES:
                 return None
-            chunks = []
-            while chunk := os.read(fd, size + 1):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            data = os.read(fd, size)
+            if len(data) < size or not size:
+                # short read, or an empty (or special) file: read to the end
+                chunks = [data]
+                while chunk := os.read(fd, max(size, 4096)):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            return data
         except IsADirectoryError:
             raise ObjectNotFound(key) from None
         finally:
@@ -291,7 +306,7 @@ class LocalBackend(Backend):
 
     def _head_sync(self, key: str) -> FileInfo | None:
         try:
-            st = self._path(key).stat()
+            st = os.stat(self._fspath(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat.S_ISREG(st.st_mode):
@@ -460,7 +475,7 @@ class LocalBackend(Backend):
             yield entry
 
     def _list_children_sync(self, prefix: str) -> Sequence[str]:
-        base = self._path(prefix.rstrip("/"))
+        base = self._fspath(prefix.rstrip("/"))
         try:
             mtime_ns = os.stat(base).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
