@@ -21,6 +21,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -115,7 +116,11 @@ class Runner:
         if own is None or own.generation != self.generation:
             own = _own.loop = _OwnLoop(self.generation)
         loop = own.loop
-        task = loop.create_task(coro)
+        token = _on_own_loop.set(True)  # the task runs in a copy of this context
+        try:
+            task = loop.create_task(coro)
+        finally:
+            _on_own_loop.reset(token)
         try:
             return loop.run_until_complete(task)
         except BaseException:
@@ -188,6 +193,17 @@ class _ThreadLoop(threading.local):
 
 
 _own = _ThreadLoop()
+_on_own_loop: ContextVar[bool] = ContextVar("registry_on_own_loop", default=False)
+
+
+def on_own_loop() -> bool:
+    """Whether this code runs in a call of ``run_here``: one task on the
+    calling thread's own loop, which that thread waits for. Blocking work
+    may then run inline: a worker thread would only make it wait longer
+    (and on a loop that lives for one call, anyio starts a thread each time)."""
+    return _on_own_loop.get()
+
+
 _own_loops: weakref.WeakSet[_OwnLoop] = weakref.WeakSet()
 
 

@@ -123,12 +123,14 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def _run(self, coro: Coroutine[Any, Any, T], batch: bool = False) -> T:
         """Run a reading call for this thread: on a loop of its own when the
-        backend allows and no loop runs here, else on the runner. Writes
-        always go to the runner, whose worker threads (for fsync) stay warm:
-        on a loop that lives for one call, each would start a thread."""
-        if self._here and can_run_here():
+        backend allows and no loop runs here, else on the runner. Writes and
+        batches always go to the runner, whose worker threads (fsync, parallel
+        loads) stay warm: on a loop that lives for one call, anyio would start
+        a thread each time. A single read on the own loop does its blocking
+        work inline (``on_own_loop``): this thread waits for it anyway."""
+        if self._here and not batch and can_run_here():
             return get_runner().run_here(coro)
         return get_runner().run(coro)
 
@@ -219,7 +221,8 @@ class Registry:
     ) -> Any:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
         return self._run(
-            areg.load(name, version=version, verify=verify, progress=progress, options=options)
+            areg.load(name, version=version, verify=verify, progress=progress, options=options),
+            isinstance(name, list),
         )
 
     def iter_load(
@@ -253,7 +256,7 @@ class Registry:
     def has_object(
         self, name: str | list[str], version: str | Sequence[str] = LATEST
     ) -> bool | BatchResult[bool]:
-        return self._run(self.async_registry.has_object(name, version))
+        return self._run(self.async_registry.has_object(name, version), isinstance(name, list))
 
     @overload
     def info(self, name: str | None = None, version: str | None = None) -> dict[str, Any]: ...
@@ -267,7 +270,10 @@ class Registry:
         self, name: str | list[str] | None = None, version: str | Sequence[str] | None = None
     ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        result: dict[str, Any] | BatchResult[dict[str, Any]] = self._run(areg.info(name, version))
+        result: dict[str, Any] | BatchResult[dict[str, Any]] = self._run(
+            areg.info(name, version),
+            not isinstance(name, str),  # None: every name
+        )
         return result
 
     def list_objects(self) -> list[str]:
@@ -395,7 +401,9 @@ class Registry:
 
     def aliases(self, name: str | list[str]) -> dict[str, str] | BatchResult[dict[str, str]]:
         areg: Any = self.async_registry
-        result: dict[str, str] | BatchResult[dict[str, str]] = self._run(areg.aliases(name))
+        result: dict[str, str] | BatchResult[dict[str, str]] = self._run(
+            areg.aliases(name), isinstance(name, list)
+        )
         return result
 
     def set_retention(
@@ -428,7 +436,8 @@ class Registry:
                 metadata=metadata,
                 created_after=created_after,
                 created_before=created_before,
-            )
+            ),
+            batch=True,  # reads many versions at once
         )
 
     @property

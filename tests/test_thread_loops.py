@@ -8,10 +8,12 @@ import asyncio
 import gc
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import registry._runner as runner_module
-from registry import MemoryBackend, Registry
+from registry import Materializer, MemoryBackend, Registry
+from registry.core.types import FileEntry
+from registry.materializers.base import write_bytes
 
 RUNNER_THREAD_NAME = "registry-runner"
 
@@ -74,3 +76,29 @@ def test_a_threads_loop_is_closed_when_the_thread_ends(tmp_path: Path) -> None:
     thread.join(10)
     gc.collect()
     assert loops and loops[0].is_closed()
+
+
+class WhereLoaded(Materializer):
+    """A folder materializer that records the thread its load runs in."""
+
+    threads: ClassVar[list[str]] = []
+
+    def save(self, obj: Any, folder: Path) -> dict[str, FileEntry]:
+        return {"value.txt": write_bytes(folder / "value.txt", str(obj).encode())}
+
+    def load(self, folder: Path, cls: type | None) -> Any:
+        WhereLoaded.threads.append(threading.current_thread().name)
+        return (folder / "value.txt").read_text()
+
+
+def test_a_single_load_runs_inline_and_a_batch_on_the_runner(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    reg.save("a", "x" * 100, materializer=WhereLoaded)
+    reg.save("b", "y", materializer=WhereLoaded)
+    WhereLoaded.threads.clear()
+    assert reg.load("a") == "x" * 100
+    assert WhereLoaded.threads == [threading.current_thread().name]  # no thread hop
+    WhereLoaded.threads.clear()
+    assert reg.load(["a", "b"]).results == ["x" * 100, "y"]
+    # a batch runs on the runner loop, its loads in its (warm) worker threads
+    assert threading.current_thread().name not in WhereLoaded.threads

@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from registry._runner import on_own_loop
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES
 from registry.core.cache import Cache
@@ -292,6 +293,8 @@ async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any
     materializer reads untrusted bytes safely, in a parallel thread (hashing
     releases the GIL, so both passes run at once on two cores)."""
     if not _parallel(reading, verify):
+        if on_own_loop():  # the caller's thread waits for this call alone: no hop
+            return _load_folder(reading, folder, verify)
         return await anyio.to_thread.run_sync(_load_folder, reading, folder, verify)
     verify_error: RegistryIntegrityError | None = None
 
