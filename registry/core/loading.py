@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
@@ -98,6 +99,7 @@ def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
 
 
 _UUID_RE = re.compile(r"[0-9a-f]{32}")
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 def check_paths(meta: ObjectMeta, where: str) -> None:
@@ -144,8 +146,9 @@ async def read_artifacts(
             "metadata: register it with register_materializer() or open with allow_pickle=True"
         )
     materializer = get_materializer(meta.materializer)
-    options = dict(options or {})
-    check_load_options(materializer, meta.materializer, options)
+    options = dict(options) if options else _NO_OPTIONS
+    if options:
+        check_load_options(materializer, meta.materializer, options)
     if needs_pickle(materializer, options) and not allow_pickle:
         hint = getattr(materializer, "pickle_refused_hint", "")
         raise PickleRefused(
@@ -154,9 +157,6 @@ async def read_artifacts(
             + (f"; {hint}" if hint else "")
         )
     cls = object_class(meta, allow_pickle, registered_classes)
-    reading = _Reading(
-        materializer, _with_options(materializer, options), meta, cls, where, options
-    )
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -172,6 +172,9 @@ async def read_artifacts(
             return loads(data, cls)
         return await anyio.to_thread.run_sync(loads, data, cls)
 
+    reading = _Reading(
+        materializer, _with_options(materializer, options), meta, cls, where, options
+    )
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
