@@ -30,6 +30,7 @@ from typing import Any
 import anyio.lowlevel
 import anyio.to_thread
 
+from registry._runner import on_own_loop
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
@@ -424,7 +425,8 @@ class LocalBackend(Backend):
         started = _debug_start()
         data: bytes | None = None
         if self.inline_reads:
-            await anyio.lowlevel.checkpoint()  # stay cancellable and fair to other tasks
+            if not on_own_loop():  # there, this call is the loop's only task
+                await anyio.lowlevel.checkpoint()  # stay cancellable and fair to other tasks
             data = self._get_small_sync(key)
         if data is None:
             data = await anyio.to_thread.run_sync(self._get_sync, key, limiter=self.limiter)
