@@ -1,5 +1,7 @@
 """Registry: the sync facade. Each method runs the AsyncRegistry method of
-the same name on the process-wide runner thread; no logic lives here."""
+the same name on the process-wide runner thread, or, for reads on a backend
+that keeps nothing bound to a loop (local disk), on an event loop owned by
+the calling thread (no thread hop); no logic lives here."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ import copy
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
 from registry._async import AsyncRegistry
-from registry._runner import get_runner
+from registry._runner import can_run_here, get_runner
 from registry.backends.base import Backend
 from registry.core.cache import CacheInfo, PruneReport
 from registry.core.fanout import Progress
@@ -26,6 +28,14 @@ from registry.core.types import (
     Verify,
 )
 from registry.core.versions import LATEST
+
+T = TypeVar("T")
+
+
+def _loop_free(areg: AsyncRegistry) -> bool:
+    """Whether calls may run on any thread's own loop: the backend holds no
+    clients bound to a loop, and there is no cache whose leases a loop holds."""
+    return bool(getattr(areg.backend, "loop_free", False)) and areg._cache is None
 
 
 async def _anext(agen: Any) -> Any:
@@ -74,6 +84,7 @@ class Registry:
         self._lock = threading.Lock()
         self._generation = get_runner().generation
         self._areg = AsyncRegistry(**self._config)  # validates arguments now
+        self._here = _loop_free(self._areg)
         get_runner().register_closer(self._areg)
 
     @property
@@ -88,6 +99,7 @@ class Registry:
                         if isinstance(config[key], Backend):
                             config[key] = copy.copy(config[key])
                     self._areg = AsyncRegistry(**config)
+                    self._here = _loop_free(self._areg)
                     runner.register_closer(self._areg)
                     self._generation = runner.generation
         return self._areg
@@ -110,6 +122,17 @@ class Registry:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T], batch: bool = False) -> T:
+        """Run a reading call for this thread: on a loop of its own when the
+        backend allows and no loop runs here, else on the runner. Writes and
+        batches always go to the runner, whose worker threads (fsync, parallel
+        loads) stay warm: on a loop that lives for one call, anyio would start
+        a thread each time. A single read on the own loop does its blocking
+        work inline (``on_own_loop``): this thread waits for it anyway."""
+        if self._here and not batch and can_run_here():
+            return get_runner().run_here(coro)
+        return get_runner().run(coro)
 
     def close(self) -> None:
         get_runner().run(self.async_registry.aclose())
@@ -197,8 +220,9 @@ class Registry:
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        return get_runner().run(
-            areg.load(name, version=version, verify=verify, progress=progress, options=options)
+        return self._run(
+            areg.load(name, version=version, verify=verify, progress=progress, options=options),
+            isinstance(name, list),
         )
 
     def iter_load(
@@ -210,6 +234,7 @@ class Registry:
         limit: int | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[str, Any]]:
+        # Always on the runner loop: loads stay in flight between two items.
         agen = self.async_registry.iter_load(
             names, version=version, verify=verify, limit=limit, options=options
         )
@@ -231,7 +256,7 @@ class Registry:
     def has_object(
         self, name: str | list[str], version: str | Sequence[str] = LATEST
     ) -> bool | BatchResult[bool]:
-        return get_runner().run(self.async_registry.has_object(name, version))
+        return self._run(self.async_registry.has_object(name, version), isinstance(name, list))
 
     @overload
     def info(self, name: str | None = None, version: str | None = None) -> dict[str, Any]: ...
@@ -245,22 +270,23 @@ class Registry:
         self, name: str | list[str] | None = None, version: str | Sequence[str] | None = None
     ) -> dict[str, Any] | BatchResult[dict[str, Any]]:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        result: dict[str, Any] | BatchResult[dict[str, Any]] = get_runner().run(
-            areg.info(name, version)
+        result: dict[str, Any] | BatchResult[dict[str, Any]] = self._run(
+            areg.info(name, version),
+            not isinstance(name, str),  # None: every name
         )
         return result
 
     def list_objects(self) -> list[str]:
-        return get_runner().run(self.async_registry.list_objects())
+        return self._run(self.async_registry.list_objects())
 
     def list_versions(self, name: str) -> list[str]:
-        return get_runner().run(self.async_registry.list_versions(name))
+        return self._run(self.async_registry.list_versions(name))
 
     def get(self, key: str, default: Any = None) -> Any:
-        return get_runner().run(self.async_registry.get(key, default))
+        return self._run(self.async_registry.get(key, default))
 
     def keys(self) -> list[str]:
-        return get_runner().run(self.async_registry.keys())
+        return self._run(self.async_registry.keys())
 
     def register_materializer(
         self, object_class: str | type, materializer: MaterializerArg
@@ -270,7 +296,7 @@ class Registry:
         )
 
     def registered_materializers(self) -> dict[str, str]:
-        return get_runner().run(self.async_registry.registered_materializers())
+        return self._run(self.async_registry.registered_materializers())
 
     @overload
     def prefetch(self, name: str, *, version: str = LATEST) -> str: ...
@@ -301,7 +327,7 @@ class Registry:
         return get_runner().run(self.async_registry.clear_cache())
 
     def cache_info(self) -> CacheInfo:
-        return get_runner().run(self.async_registry.cache_info())
+        return self._run(self.async_registry.cache_info())
 
     def prune_cache(
         self, max_bytes: int | None = None, older_than: float | None = None
@@ -375,7 +401,9 @@ class Registry:
 
     def aliases(self, name: str | list[str]) -> dict[str, str] | BatchResult[dict[str, str]]:
         areg: Any = self.async_registry
-        result: dict[str, str] | BatchResult[dict[str, str]] = get_runner().run(areg.aliases(name))
+        result: dict[str, str] | BatchResult[dict[str, str]] = self._run(
+            areg.aliases(name), isinstance(name, list)
+        )
         return result
 
     def set_retention(
@@ -392,7 +420,7 @@ class Registry:
         )
 
     def retention(self, name: str | None = None) -> dict[str, Any] | None:
-        return get_runner().run(self.async_registry.retention(name))
+        return self._run(self.async_registry.retention(name))
 
     def find(
         self,
@@ -402,13 +430,14 @@ class Registry:
         created_after: Time = None,
         created_before: Time = None,
     ) -> list[Found]:
-        return get_runner().run(
+        return self._run(
             self.async_registry.find(
                 name,
                 metadata=metadata,
                 created_after=created_after,
                 created_before=created_before,
-            )
+            ),
+            batch=True,  # reads many versions at once
         )
 
     @property

@@ -361,11 +361,11 @@ def die_at(root: str, point: str, name: str, size: int) -> None:
             data: bytes | None,
             src: Path | None,
             durable: bool = True,
-        ) -> Path:
-            tmp = original(self, path, data, src, durable)
+        ) -> tuple[Path, list[Path]]:
+            written = original(self, path, data, src, durable)
             if path.relative_to(self.root).parts[0] == folder:
                 sigkill_self()
-            return tmp
+            return written
 
         LocalBackend._write_temp = write_temp_then_die  # type: ignore[method-assign]
     else:

@@ -22,12 +22,15 @@ import shutil
 import stat
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio.lowlevel
 import anyio.to_thread
 
+from registry._runner import on_own_loop
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
@@ -94,7 +97,14 @@ class LocalBackend(Backend):
     folders directly on the event loop: on a local disk that takes ~10 us,
     while a hop to a worker thread costs ~10x more. Turn it off for network
     filesystems, whose reads can stall. Writes (fsync) always use threads.
+
+    It holds no client bound to an event loop (``loop_free``), so the sync
+    ``Registry`` runs its calls on a loop owned by the calling thread.
     """
+
+    #: No state bound to one event loop: any thread's loop may drive it.
+    loop_free = True
+    _root_str = ""  # str(root), set in __init__ (absent from older pickles)
 
     def __init__(
         self,
@@ -111,11 +121,27 @@ class LocalBackend(Backend):
         if not text:
             raise ValueError("LocalBackend needs a folder path, got an empty string")
         self.root = Path(text).expanduser().absolute()
+        self._root_str = str(self.root)
         self.uri = f"file://{self.root}"
         self.fsync = fsync
         self.inline_reads = inline_reads
         # folder -> (mtime_ns, keys): skips re-scanning settled version folders
-        self._children_cache: dict[Path, tuple[int, tuple[str, ...]]] = {}
+        self._children_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+
+    def loop_state(self) -> dict[str, Any]:
+        """Runtime state of the running loop, kept per loop: threads that
+        each drive this backend from a loop of their own (the sync facade)
+        do not keep replacing each other's limiter."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        states: weakref.WeakKeyDictionary[Any, dict[str, Any]] | None = self._runtime.get("loops")
+        if states is None:
+            states = self._runtime["loops"] = weakref.WeakKeyDictionary()
+        state = states.get(loop)
+        if state is None:
+            state = states[loop] = {"loop": weakref.ref(loop)}
+        return state
 
     # -- helpers (run in worker threads) -------------------------------------
 
@@ -125,12 +151,21 @@ class LocalBackend(Backend):
             raise ValueError(f"invalid backend key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _ensure_parent(self, path: Path) -> None:
+    def _fspath(self, key: str) -> str:
+        """``str(self._path(key))`` without building a Path (hot reads: a
+        small load spent more time joining Paths than reading the file)."""
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"invalid backend key {key!r}")
+        root = self._root_str or str(self.root)
+        return f"{root}/{key}" if os.sep == "/" else os.path.join(root, *parts)
+
+    def _ensure_parent(self, path: Path, created: list[Path]) -> None:
+        """Create the missing folders above ``path`` top-down, adding each
+        one this call created to ``created`` (the caller fsyncs their parents)."""
         parent = path.parent
         if parent.is_dir():
             return
-        # Create missing folders top-down, fsyncing each new folder's parent
-        # so the new entry survives a crash.
         missing: list[Path] = []
         while not parent.is_dir():
             missing.append(parent)
@@ -142,14 +177,13 @@ class LocalBackend(Backend):
                 continue
             # FileNotFoundError (an ancestor pruned meanwhile) propagates:
             # _open_temp retries the whole walk.
-            if self.fsync:
-                fsync_dir(folder.parent)
+            created.append(folder)
 
-    def _open_temp(self, path: Path) -> tuple[Path, int]:
+    def _open_temp(self, path: Path, created: list[Path]) -> tuple[Path, int]:
         tmp = path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
         for _attempt in range(100):
             try:
-                self._ensure_parent(path)
+                self._ensure_parent(path, created)
                 return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileNotFoundError:
                 # A concurrent delete removed the folder once it looked empty;
@@ -159,8 +193,12 @@ class LocalBackend(Backend):
 
     def _write_temp(
         self, path: Path, data: bytes | None, src: Path | None, durable: bool = True
-    ) -> Path:
-        tmp, fd = self._open_temp(path)
+    ) -> tuple[Path, list[Path]]:
+        """The content in a temp file beside ``path``, fsynced unless not
+        ``durable``, and the folders created for it (``_publish`` syncs them
+        into their parents)."""
+        created: list[Path] = []
+        tmp, fd = self._open_temp(path, created)
         try:
             if data is not None:
                 view = memoryview(data)
@@ -179,10 +217,16 @@ class LocalBackend(Backend):
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        return tmp
+        return tmp, created
 
     def _publish(
-        self, key: str, path: Path, tmp: Path, mode: PutMode, durable: bool = True
+        self,
+        key: str,
+        path: Path,
+        tmp: Path,
+        mode: PutMode,
+        created: list[Path],
+        durable: bool = True,
     ) -> FileInfo:
         try:
             if mode == "create":
@@ -198,6 +242,14 @@ class LocalBackend(Backend):
             tmp.unlink(missing_ok=True)
             raise
         if self.fsync and durable:
+            # The folders made for this key (a new name's) are synced into
+            # their parents here, after the link, top-down, and the key's own
+            # folder last: on a journaling filesystem (ext4, xfs) the first of
+            # these commits the mkdir and the link together and the last then
+            # has nothing left to wait for, so a new name costs two journal
+            # commits, not three. The put returns only once all are durable.
+            for folder in dict.fromkeys(created):
+                fsync_dir(folder.parent)
             fsync_dir(path.parent)
         return _info(key, path.stat())
 
@@ -211,9 +263,9 @@ class LocalBackend(Backend):
         durable: bool = True,
     ) -> FileInfo:
         path = self._path(key)
-        tmp = self._write_temp(path, data, src, durable)
+        tmp, created = self._write_temp(path, data, src, durable)
         if if_match is None:
-            return self._publish(key, path, tmp, mode, durable)
+            return self._publish(key, path, tmp, mode, created, durable)
         try:
             # A hint write never waits: someone else is updating it.
             with _FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), wait=durable):
@@ -223,7 +275,7 @@ class LocalBackend(Backend):
                     current = None
                 if current != if_match:
                     raise PreconditionFailed(f"{key} changed (expected etag {if_match})")
-                return self._publish(key, path, tmp, "overwrite", durable)
+                return self._publish(key, path, tmp, "overwrite", created, durable)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -237,17 +289,21 @@ class LocalBackend(Backend):
     def _get_small_sync(self, key: str) -> bytes | None:
         """The content if the file is at most INLINE_READ_BYTES, else None."""
         try:
-            fd = os.open(self._path(key), os.O_RDONLY)
+            fd = os.open(self._fspath(key), os.O_RDONLY)
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None
         try:
             size = os.fstat(fd).st_size
             if size > INLINE_READ_BYTES:
                 return None
-            chunks = []
-            while chunk := os.read(fd, size + 1):
-                chunks.append(chunk)
-            return b"".join(chunks)
+            data = os.read(fd, size)
+            if len(data) < size or not size:
+                # short read, or an empty (or special) file: read to the end
+                chunks = [data]
+                while chunk := os.read(fd, max(size, 4096)):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+            return data
         except IsADirectoryError:
             raise ObjectNotFound(key) from None
         finally:
@@ -274,7 +330,7 @@ class LocalBackend(Backend):
 
     def _head_sync(self, key: str) -> FileInfo | None:
         try:
-            st = self._path(key).stat()
+            st = os.stat(self._fspath(key))
         except (FileNotFoundError, NotADirectoryError):
             return None
         if not stat.S_ISREG(st.st_mode):
@@ -392,7 +448,8 @@ class LocalBackend(Backend):
         started = _debug_start()
         data: bytes | None = None
         if self.inline_reads:
-            await anyio.lowlevel.checkpoint()  # stay cancellable and fair to other tasks
+            if not on_own_loop():  # there, this call is the loop's only task
+                await anyio.lowlevel.checkpoint()  # stay cancellable and fair to other tasks
             data = self._get_small_sync(key)
         if data is None:
             data = await anyio.to_thread.run_sync(self._get_sync, key, limiter=self.limiter)
@@ -454,7 +511,7 @@ class LocalBackend(Backend):
             yield entry
 
     def _list_children_sync(self, prefix: str) -> Sequence[str]:
-        base = self._path(prefix.rstrip("/"))
+        base = self._fspath(prefix.rstrip("/"))
         try:
             mtime_ns = os.stat(base).st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):

@@ -18,11 +18,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
+from registry._runner import on_own_loop
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES
 from registry.core.cache import Cache
@@ -97,6 +99,7 @@ def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
 
 
 _UUID_RE = re.compile(r"[0-9a-f]{32}")
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 def check_paths(meta: ObjectMeta, where: str) -> None:
@@ -143,8 +146,9 @@ async def read_artifacts(
             "metadata: register it with register_materializer() or open with allow_pickle=True"
         )
     materializer = get_materializer(meta.materializer)
-    options = dict(options or {})
-    check_load_options(materializer, meta.materializer, options)
+    options = dict(options) if options else _NO_OPTIONS
+    if options:
+        check_load_options(materializer, meta.materializer, options)
     if needs_pickle(materializer, options) and not allow_pickle:
         hint = getattr(materializer, "pickle_refused_hint", "")
         raise PickleRefused(
@@ -153,7 +157,6 @@ async def read_artifacts(
             + (f"; {hint}" if hint else "")
         )
     cls = object_class(meta, allow_pickle, registered_classes)
-    reading = _Reading(materializer, _with_options(materializer, options), meta, cls, where)
     if meta.inline is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: inline in its metadata (no file to read)", where)
@@ -169,11 +172,16 @@ async def read_artifacts(
             return loads(data, cls)
         return await anyio.to_thread.run_sync(loads, data, cls)
 
+    reading = _Reading(
+        materializer, _with_options(materializer, options), meta, cls, where, options
+    )
     prefix = objects_folder(meta.name, meta.uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%s: read in place from %s", where, in_place)
+        if _small_blob(reading) and getattr(backend, "inline_reads", False):
+            return _load_small_blob(reading, in_place, verify)
         return await _load_verified(reading, in_place, verify)
     if cache is not None:
         return await _load_cached(backend, cache, reading, verify, offline)
@@ -255,6 +263,7 @@ class _Reading:
     meta: ObjectMeta
     cls: type | None
     where: str
+    options: Mapping[str, Any]
 
 
 def _parallel(reading: _Reading, verify: Verify) -> bool:
@@ -287,6 +296,8 @@ async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any
     materializer reads untrusted bytes safely, in a parallel thread (hashing
     releases the GIL, so both passes run at once on two cores)."""
     if not _parallel(reading, verify):
+        if on_own_loop():  # the caller's thread waits for this call alone: no hop
+            return _load_folder(reading, folder, verify)
         return await anyio.to_thread.run_sync(_load_folder, reading, folder, verify)
     verify_error: RegistryIntegrityError | None = None
 
@@ -310,6 +321,36 @@ async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any
     if load_error is not None:
         raise load_error
     return result
+
+
+def _small_blob(reading: _Reading) -> bool:
+    """A one-file blob small enough to read, check and decode on the event
+    loop: a hop to a worker thread costs more than that on a local disk."""
+    materializer = reading.materializer
+    return (
+        reading.meta.size <= ON_LOOP_BYTES
+        and isinstance(materializer, BlobMaterializer)
+        and type(materializer).load is BlobMaterializer.load  # reads the one file, no more
+        and len(reading.meta.files) == 1
+    )
+
+
+def _load_small_blob(reading: _Reading, folder: Path, verify: Verify) -> Any:
+    """Read the blob once: its bytes are checked and decoded (no second read)."""
+    meta, where = reading.meta, reading.where
+    (rel,) = meta.files
+    try:
+        with open(folder / rel, "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        raise RegistryIntegrityError(
+            f"{where}: artifact {rel} is missing; restore it or save the object again"
+        ) from None
+    if verify != "none":
+        _check(meta, rel, entry_for(data), where)
+    materializer = reading.materializer
+    assert isinstance(materializer, BlobMaterializer)
+    return materializer.loads(data, reading.cls, **reading.options)
 
 
 def _load_folder(reading: _Reading, folder: Path, verify: Verify) -> Any:
