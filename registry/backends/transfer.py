@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -53,6 +53,29 @@ def check_prefix(prefix: str, backend: str) -> None:
 #: see it, since they copy the caller's context.
 upload_progress: ContextVar[Callable[[int], None] | None] = ContextVar(
     "registry_upload_progress", default=None
+)
+
+
+class DownloadWatch(Protocol):
+    """Told what a download writes into its file, as it writes it (see
+    ``download_watch``)."""
+
+    def wrote(self, offset: int, buffers: Sequence[bytes]) -> None:
+        """``buffers`` were just written back to back at ``offset`` of the file.
+        Called in the worker thread that wrote them, right after the write;
+        may be called from several threads at once."""
+
+    def restarted(self) -> None:
+        """The file was truncated and the download starts over (called on the
+        event loop, with no write in flight)."""
+
+
+#: Told what a file download writes, as it writes it: the cache sets it around
+#: ``get_file`` to hash each piece while it is still in memory, in the thread
+#: that wrote it, instead of reading the file again afterwards. Child tasks see
+#: it, since they copy the caller's context.
+download_watch: ContextVar[DownloadWatch | None] = ContextVar(
+    "registry_download_watch", default=None
 )
 
 
@@ -111,9 +134,19 @@ def pwrite_buffers(fd: int, buffers: Sequence[bytes], offset: int) -> None:
         offset += len(chunk)
 
 
+def _pwrite_watched(
+    fd: int, buffers: Sequence[bytes], offset: int, watch: DownloadWatch | None
+) -> None:
+    pwrite_buffers(fd, buffers, offset)
+    if watch is not None:
+        watch.wrote(offset, buffers)
+
+
 async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffered: int) -> int:
     """Write a response body to ``fd`` from ``offset``, one worker-thread hop per
-    ``buffered`` bytes (memory stays bounded by it); returns the bytes written."""
+    ``buffered`` bytes (memory stays bounded by it); returns the bytes written.
+    The ``download_watch`` of the caller's context sees each write."""
+    watch = download_watch.get()
     start = offset
     buffer: list[bytes] = []
     held = 0
@@ -121,11 +154,11 @@ async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffe
         buffer.append(chunk)
         held += len(chunk)
         if held >= buffered:
-            await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+            await anyio.to_thread.run_sync(_pwrite_watched, fd, buffer, offset, watch)
             offset += held
             buffer, held = [], 0
     if held:
-        await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+        await anyio.to_thread.run_sync(_pwrite_watched, fd, buffer, offset, watch)
         offset += held
     return offset - start
 
@@ -212,6 +245,9 @@ async def ranged_download(
                 info = await download(fd)
             except ChangedWhileReading:
                 await anyio.to_thread.run_sync(os.ftruncate, fd, 0)
+                watch = download_watch.get()
+                if watch is not None:
+                    watch.restarted()
                 continue
             break
         else:
