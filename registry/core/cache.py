@@ -284,7 +284,7 @@ def _write_atomic(path: Path, data: bytes, spares_in: Path | None = None) -> Non
         spare = _spares.take(spares_in)
         if spare is not None:
             try:
-                fd = os.open(spare, os.O_WRONLY | os.O_TRUNC)
+                fd = os.open(spare, os.O_WRONLY)  # empty, and ours alone
                 try:
                     view = memoryview(data)
                     while view:
