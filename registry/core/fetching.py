@@ -98,7 +98,7 @@ async def _download_claimed(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_renew, claim)
             try:
-                await download(backend, meta, folder, where, check=check)
+                await download(backend, meta, folder, where, check)
             except Exception as exc:  # raised as itself, not in a task group's wrapper
                 failure = exc
             tg.cancel_scope.cancel()
@@ -122,7 +122,7 @@ async def _renew(claim: Path) -> None:
 
 
 async def download(
-    backend: Backend, meta: ObjectMeta, folder: Path, where: str, *, check: bool = True
+    backend: Backend, meta: ObjectMeta, folder: Path, where: str, check: bool = True
 ) -> None:
     """Every file of the version into ``folder``, concurrently; with ``check``,
     each one is hashed as it is written and must match its recorded sha256
