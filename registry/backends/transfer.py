@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -161,6 +161,22 @@ async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffe
         await anyio.to_thread.run_sync(_pwrite_watched, fd, buffer, offset, watch)
         offset += held
     return offset - start
+
+
+async def stream_chunks(content: Any, size: int) -> AsyncIterator[bytes]:
+    """The body of an aiohttp response (its ``StreamReader``) as the chunks the
+    socket delivered, without joining them into ``size``-byte blocks (a copy
+    of every byte, as ``iter_chunked`` makes); ``size`` still sets how much
+    aiohttp buffers before it stops reading the socket."""
+    set_size = getattr(content, "set_read_chunk_size", None)
+    if set_size is not None:
+        set_size(size)
+    while True:
+        chunk, http_chunk_end = await content.readchunk()
+        if chunk:
+            yield chunk
+        elif not http_chunk_end:  # (b"", True) only ends a chunk of a chunked body
+            return
 
 
 def total_from_content_range(content_range: str | None, received: int) -> int:
