@@ -79,9 +79,12 @@ download_watch: ContextVar[DownloadWatch | None] = ContextVar(
 )
 
 
-def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exception]) -> bytes:
+def pread_exact(
+    fd: int, length: int, offset: int, shrank: Callable[[], Exception], *, progress: bool = True
+) -> bytes:
     """``length`` bytes at ``offset`` of a file being uploaded; ``shrank()`` is
-    raised if the file ends early."""
+    raised if the file ends early. ``upload_progress`` is told, unless not
+    ``progress`` (a read that is no upload)."""
     chunks: list[bytes] = []
     remaining = length
     while remaining:
@@ -90,7 +93,7 @@ def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exceptio
             raise shrank()
         chunks.append(chunk)
         remaining -= len(chunk)
-    report = upload_progress.get()
+    report = upload_progress.get() if progress else None
     if report is not None:
         report(length)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
