@@ -16,8 +16,8 @@ concurrency, in alternating rounds on one event loop:
   every round: one GET each) and on a warm one (the registry that saved them,
   whose cache holds their metadata: no request). Raw: N GETs by 32 workers.
 - one large file given as a ``pathlib.Path``: save, then load on a cold cache
-  (the registry downloads, checks sha256 and returns a copy in a new temporary
-  folder). Raw: see the baseline modules.
+  (the registry downloads, hashing each piece with sha256 as it writes it, and
+  returns a copy in a new temporary folder). Raw: see the baseline modules.
 
 Every timed round of either side writes into a bucket of its own, and both
 sides read buckets of the same size: fake-gcs-server's memory backend scans a
@@ -417,7 +417,7 @@ async def bench_big(bench: Bench) -> list[Result]:
             loads,
             raw.big_load,
             raw_loads,
-            f"fresh cache_dir; download, sha256 check, copy out; {_peaks(reg_peaks, raw_peaks)}",
+            f"fresh cache_dir; download hashed as it lands, copy out; {_peaks(reg_peaks, raw_peaks)}",
         ),
     )
     return results

@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -56,9 +56,35 @@ upload_progress: ContextVar[Callable[[int], None] | None] = ContextVar(
 )
 
 
-def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exception]) -> bytes:
+class DownloadWatch(Protocol):
+    """Told what a download writes into its file, as it writes it (see
+    ``download_watch``)."""
+
+    def wrote(self, offset: int, buffers: Sequence[bytes]) -> None:
+        """``buffers`` were just written back to back at ``offset`` of the file.
+        Called in the worker thread that wrote them, right after the write;
+        may be called from several threads at once."""
+
+    def restarted(self) -> None:
+        """The file was truncated and the download starts over (called on the
+        event loop, with no write in flight)."""
+
+
+#: Told what a file download writes, as it writes it: the cache sets it around
+#: ``get_file`` to hash each piece while it is still in memory, in the thread
+#: that wrote it, instead of reading the file again afterwards. Child tasks see
+#: it, since they copy the caller's context.
+download_watch: ContextVar[DownloadWatch | None] = ContextVar(
+    "registry_download_watch", default=None
+)
+
+
+def pread_exact(
+    fd: int, length: int, offset: int, shrank: Callable[[], Exception], *, progress: bool = True
+) -> bytes:
     """``length`` bytes at ``offset`` of a file being uploaded; ``shrank()`` is
-    raised if the file ends early."""
+    raised if the file ends early. ``upload_progress`` is told, unless not
+    ``progress`` (a read that is no upload)."""
     chunks: list[bytes] = []
     remaining = length
     while remaining:
@@ -67,7 +93,7 @@ def pread_exact(fd: int, length: int, offset: int, shrank: Callable[[], Exceptio
             raise shrank()
         chunks.append(chunk)
         remaining -= len(chunk)
-    report = upload_progress.get()
+    report = upload_progress.get() if progress else None
     if report is not None:
         report(length)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -111,9 +137,19 @@ def pwrite_buffers(fd: int, buffers: Sequence[bytes], offset: int) -> None:
         offset += len(chunk)
 
 
+def _pwrite_watched(
+    fd: int, buffers: Sequence[bytes], offset: int, watch: DownloadWatch | None
+) -> None:
+    pwrite_buffers(fd, buffers, offset)
+    if watch is not None:
+        watch.wrote(offset, buffers)
+
+
 async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffered: int) -> int:
     """Write a response body to ``fd`` from ``offset``, one worker-thread hop per
-    ``buffered`` bytes (memory stays bounded by it); returns the bytes written."""
+    ``buffered`` bytes (memory stays bounded by it); returns the bytes written.
+    The ``download_watch`` of the caller's context sees each write."""
+    watch = download_watch.get()
     start = offset
     buffer: list[bytes] = []
     held = 0
@@ -121,13 +157,29 @@ async def write_chunks(fd: int, chunks: AsyncIterator[bytes], offset: int, buffe
         buffer.append(chunk)
         held += len(chunk)
         if held >= buffered:
-            await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+            await anyio.to_thread.run_sync(_pwrite_watched, fd, buffer, offset, watch)
             offset += held
             buffer, held = [], 0
     if held:
-        await anyio.to_thread.run_sync(pwrite_buffers, fd, buffer, offset)
+        await anyio.to_thread.run_sync(_pwrite_watched, fd, buffer, offset, watch)
         offset += held
     return offset - start
+
+
+async def stream_chunks(content: Any, size: int) -> AsyncIterator[bytes]:
+    """The body of an aiohttp response (its ``StreamReader``) as the chunks the
+    socket delivered, without joining them into ``size``-byte blocks (a copy
+    of every byte, as ``iter_chunked`` makes); ``size`` still sets how much
+    aiohttp buffers before it stops reading the socket."""
+    set_size = getattr(content, "set_read_chunk_size", None)
+    if set_size is not None:
+        set_size(size)
+    while True:
+        chunk, http_chunk_end = await content.readchunk()
+        if chunk:
+            yield chunk
+        elif not http_chunk_end:  # (b"", True) only ends a chunk of a chunked body
+            return
 
 
 def total_from_content_range(content_range: str | None, received: int) -> int:
@@ -212,6 +264,9 @@ async def ranged_download(
                 info = await download(fd)
             except ChangedWhileReading:
                 await anyio.to_thread.run_sync(os.ftruncate, fd, 0)
+                watch = download_watch.get()
+                if watch is not None:
+                    watch.restarted()
                 continue
             break
         else:

@@ -24,11 +24,14 @@ folder's mtime), except those a reader holds (cache_space.py).
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import errno
 import hashlib
 import os
 import shutil
+import threading
 import time
 import uuid as uuidlib
 from pathlib import Path
@@ -92,7 +95,7 @@ class Cache:
         return _read(self._meta_path(name, version_key))
 
     def write_meta(self, name: str, version_key: str, data: bytes) -> None:
-        _write_atomic(self._meta_path(name, version_key), data)
+        _write_atomic(self._meta_path(name, version_key), data, self.root / "spares")
 
     def drop_meta(self, name: str, version_key: str) -> None:
         self._meta_path(name, version_key).unlink(missing_ok=True)
@@ -104,7 +107,7 @@ class Cache:
         return _read(self._alias_path(name, alias))
 
     def write_alias(self, name: str, alias: str, data: bytes) -> None:
-        _write_atomic(self._alias_path(name, alias), data)
+        _write_atomic(self._alias_path(name, alias), data, self.root / "spares")
 
     def cached_aliases(self, name: str) -> dict[str, bytes]:
         """alias -> cached record of ``name``'s aliases."""
@@ -126,7 +129,7 @@ class Cache:
         return _read(self.root / "settings.json")
 
     def write_settings(self, data: bytes) -> None:
-        _write_atomic(self.root / "settings.json", data)
+        _write_atomic(self.root / "settings.json", data, self.root / "spares")
 
     def cached_versions(self) -> dict[str, list[str]]:
         """name -> version keys with cached metadata (what offline use can see)."""
@@ -273,9 +276,26 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # One temp file beside the target and an atomic replace: concurrent
-    # readers see the old or the new file, never a partial one.
+def _write_atomic(path: Path, data: bytes, spares_in: Path | None = None) -> None:
+    # One temp file and an atomic replace: concurrent readers see the old or
+    # the new file, never a partial one. The temp file is an empty one made
+    # ahead of time in ``spares_in`` (same file system) when there is one.
+    if spares_in is not None:
+        spare = _spares.take(spares_in)
+        if spare is not None:
+            try:
+                fd = os.open(spare, os.O_WRONLY)  # empty, and ours alone
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                os.replace(spare, path)
+                return
+            except OSError:  # swept, cleared, or no folder yet: the plain way
+                with contextlib.suppress(OSError):
+                    spare.unlink()
     tmp = path.with_name(f".{path.name}.{uuidlib.uuid4().hex}")
     try:
         tmp.write_bytes(data)
@@ -283,3 +303,109 @@ def _write_atomic(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+class _Spares:
+    """Empty files made ahead of need, by a background thread, for the small
+    files the cache writes on the event loop (metadata, aliases, settings).
+
+    Creating a file is the one costly step of such a write: measured at
+    0.6-1.7 ms on a loaded VM's ext4 (0.5 ms of it CPU in the kernel), more
+    than a whole GET of a small object from a local server, while opening an
+    existing empty file, writing it and renaming it costs ~0.15 ms. So a
+    write takes a spare file (made in the cache's ``spares/`` on first use,
+    then kept in stock) and falls back to creating one when none is left.
+    A spare belongs to this process alone (a forked child forgets the
+    parent's stock); those left at exit are removed, and those of a process
+    that died are removed by the next one to use the folder, once they are
+    older than ``STALE_TMP_SECONDS``.
+    """
+
+    STOCK = 64  # spares kept per folder
+    LOW = 32  # refilled below this
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stock: dict[Path, collections.deque[Path]] = {}
+        self._wanted: set[Path] = set()
+        self._swept: set[Path] = set()
+        self._thread: threading.Thread | None = None
+
+    def take(self, folder: Path) -> Path | None:
+        with self._cond:
+            stock = self._stock.setdefault(folder, collections.deque())
+            spare = stock.popleft() if stock else None
+            if len(stock) < self.LOW and folder not in self._wanted:
+                self._wanted.add(folder)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="registry-cache-spares", daemon=True
+                    )
+                    self._thread.start()
+                self._cond.notify_all()
+            return spare
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._wanted))
+                folder = next(iter(self._wanted))
+                stock = self._stock.setdefault(folder, collections.deque())
+                missing = self.STOCK - len(stock)
+            made: list[Path] = []
+            try:
+                if folder not in self._swept:
+                    self._swept.add(folder)
+                    _sweep_spares(folder)
+                folder.mkdir(parents=True, exist_ok=True)
+                for _ in range(max(0, missing)):
+                    spare = folder / f".spare-{uuidlib.uuid4().hex}"
+                    os.close(os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                    made.append(spare)
+                    if len(made) % 8 == 0:  # hand them out as they come
+                        with self._cond:
+                            stock.extend(made)
+                        made = []
+            except OSError:
+                pass  # the cache went away: writes fall back to the plain way
+            finally:
+                with self._cond:
+                    stock.extend(made)
+                    self._wanted.discard(folder)
+
+    def remove_all(self) -> None:
+        with self._cond:
+            spares = [spare for stock in self._stock.values() for spare in stock]
+            for stock in self._stock.values():
+                stock.clear()
+        for spare in spares:
+            with contextlib.suppress(OSError):
+                spare.unlink()
+
+    def _forget(self) -> None:
+        # a forked child must not write into the parent's spares
+        self._cond = threading.Condition()
+        self._stock = {}
+        self._wanted = set()
+        self._swept = set()
+        self._thread = None
+
+
+def _sweep_spares(folder: Path) -> None:
+    """Remove the spares of processes that died (old ones: a live process
+    may hold a spare for as long as it runs, and then only loses it)."""
+    cutoff = time.time() - STALE_TMP_SECONDS
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.name.startswith(".spare-") and entry.stat().st_mtime < cutoff:
+                os.unlink(entry.path)
+
+
+_spares = _Spares()
+atexit.register(_spares.remove_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_spares._forget)

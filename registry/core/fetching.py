@@ -6,23 +6,36 @@ the others wait until the entry appears (or until the claim stops being
 renewed, when one of them takes over), so an entry is downloaded once, not
 once per process. The download goes to a temp folder that is renamed into
 place complete, so a reader never sees half an entry.
+
+A download is checked as it lands (unless the caller asks for no check): each
+piece is hashed in the worker thread that writes it to the file, while it is
+still in memory (pieces that arrive ahead of the hashed prefix are read back
+from the page cache when the prefix reaches them), and a file that does not
+match the sha256 recorded at save time fails the download, so damaged bytes
+never enter the cache and the caller need not read the file again to check it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
+import os
 import shutil
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 
 from registry.backends.base import Backend
+from registry.backends.transfer import download_watch
 from registry.core.cache import CLAIM_RENEW_SECONDS, Cache
 from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
-from registry.core.types import ObjectMeta
+from registry.core.types import FileEntry, ObjectMeta
 from registry.exceptions import ObjectNotFound, RegistryIntegrityError, RegistryObjectNotFound
 
 logger = logging.getLogger(__name__)
@@ -32,9 +45,16 @@ _MAX_POLL = 0.2
 
 
 async def fetch_into_cache(
-    backend: Backend, cache: Cache, meta: ObjectMeta, where: str, *, offline: bool
+    backend: Backend,
+    cache: Cache,
+    meta: ObjectMeta,
+    where: str,
+    *,
+    offline: bool,
+    check: bool = True,
 ) -> tuple[Path, bool]:
-    """The entry's cached folder, and whether this call downloaded it."""
+    """The entry's cached folder, and whether this call downloaded it (then,
+    with ``check``, every file matched its sha256 as it was downloaded)."""
     poll = _FIRST_POLL
     while True:
         cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
@@ -56,13 +76,13 @@ async def fetch_into_cache(
             cached = await anyio.to_thread.run_sync(cache.lookup, meta.name, meta.uuid)
             if cached is not None:  # it landed between our look and our claim
                 return cached, False
-            return await _download_claimed(backend, cache, meta, where, claim), True
+            return await _download_claimed(backend, cache, meta, where, claim, check), True
         finally:
             await anyio.to_thread.run_sync(_release, claim)
 
 
 async def _download_claimed(
-    backend: Backend, cache: Cache, meta: ObjectMeta, where: str, claim: Path
+    backend: Backend, cache: Cache, meta: ObjectMeta, where: str, claim: Path, check: bool
 ) -> Path:
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
@@ -78,7 +98,7 @@ async def _download_claimed(
         async with anyio.create_task_group() as tg:
             tg.start_soon(_renew, claim)
             try:
-                await download(backend, meta, folder, where)
+                await download(backend, meta, folder, where, check)
             except Exception as exc:  # raised as itself, not in a task group's wrapper
                 failure = exc
             tg.cancel_scope.cancel()
@@ -101,14 +121,30 @@ async def _renew(claim: Path) -> None:
             await anyio.to_thread.run_sync(lambda: claim.touch(exist_ok=True))
 
 
-async def download(backend: Backend, meta: ObjectMeta, folder: Path, where: str) -> None:
-    """Every file of the version into ``folder``, concurrently."""
+async def download(
+    backend: Backend, meta: ObjectMeta, folder: Path, where: str, check: bool = True
+) -> None:
+    """Every file of the version into ``folder``, concurrently; with ``check``,
+    each one is hashed as it is written and must match its recorded sha256
+    (``RegistryIntegrityError`` otherwise)."""
     prefix = objects_folder(meta.name, meta.uuid)
 
     async def one(rel: str) -> None:
         dest = folder / rel
         await anyio.to_thread.run_sync(lambda: dest.parent.mkdir(parents=True, exist_ok=True))
-        await backend.get_file(f"{prefix}/{rel}", dest)
+        if not check:
+            await backend.get_file(f"{prefix}/{rel}", dest)
+            return
+        hasher = FollowingHash(dest)
+        token = download_watch.set(hasher)
+        try:
+            info = await backend.get_file(f"{prefix}/{rel}", dest)
+        finally:
+            download_watch.reset(token)
+        actual = hasher.entry(info.size)
+        if actual is None:  # not all of it was seen while written: read the rest
+            actual = await anyio.to_thread.run_sync(hasher.finish)
+        check_entry(meta, rel, actual, where)
 
     downloaded = await fanout(one, list(meta.files), limit=backend.concurrency)
     for index in downloaded.failed:
@@ -119,3 +155,116 @@ async def download(backend: Backend, meta: ObjectMeta, folder: Path, where: str)
                 "the object again"
             ) from error
         raise error
+
+
+def check_entry(meta: ObjectMeta, rel: str, actual: FileEntry, where: str) -> None:
+    """``RegistryIntegrityError`` unless ``actual`` is what ``meta`` recorded for ``rel``."""
+    expected = meta.files.get(rel)
+    if expected is None:
+        raise RegistryIntegrityError(f"{where}: {rel} is not recorded in the metadata")
+    if actual.size != expected.size or not hmac.compare_digest(actual.sha256, expected.sha256):
+        raise RegistryIntegrityError(
+            f"{where}: {rel} does not match its metadata (size {actual.size} vs "
+            f"{expected.size} recorded, sha256 differs); the stored copy is damaged: "
+            "restore it or save the object again"
+        )
+
+
+_READ_BACK = 4 * 1024 * 1024
+
+
+class FollowingHash:
+    """The sha256 of the file at ``path`` as a download writes it in pieces, in
+    any order (a ``DownloadWatch``): the piece that extends the hashed prefix
+    is hashed in memory by the thread that wrote it, which then reads back
+    and hashes the pieces already written beyond it (from the page cache).
+    Pieces ahead of the prefix are only noted. A piece rewritten inside the
+    hashed prefix (a retried range) makes ``finish`` hash the whole file
+    again, so the digest is always that of the file's final content."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._digest = hashlib.sha256()
+        self._hashed = 0  # bytes [0, hashed) are in the digest
+        self._ahead: dict[int, int] = {}  # start -> end of pieces written beyond it
+        self._busy = False  # a thread is extending the prefix
+        self._stale = False  # the prefix was rewritten: hash the file again
+
+    def restarted(self) -> None:
+        with self._lock:
+            self._digest = hashlib.sha256()
+            self._hashed = 0
+            self._ahead.clear()
+            self._stale = False
+
+    def wrote(self, offset: int, buffers: Sequence[bytes]) -> None:
+        end = offset + sum(len(b) for b in buffers)
+        with self._lock:
+            if offset < self._hashed:
+                self._stale = True
+                return
+            if offset != self._hashed or self._busy or self._stale:
+                if end > self._ahead.get(offset, offset):
+                    self._ahead[offset] = end
+                return
+            self._busy = True
+        try:
+            for buffer in buffers:
+                self._digest.update(buffer)
+            with self._lock:
+                self._hashed = end
+            self._catch_up()
+        except Exception:  # never fail the download: finish() hashes the file instead
+            logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
+            with self._lock:
+                self._stale = True
+                self._busy = False
+
+    def _catch_up(self) -> None:
+        """Hash the pieces written beyond the prefix that now continue it; the
+        caller holds ``busy``, released here when nothing is left to do."""
+        fd: int | None = None
+        try:
+            while True:
+                with self._lock:
+                    end = None if self._stale else self._ahead.pop(self._hashed, None)
+                    if end is None:
+                        self._busy = False
+                        return
+                    start = self._hashed
+                if fd is None:
+                    fd = os.open(self._path, os.O_RDONLY)
+                while start < end:
+                    chunk = os.pread(fd, min(_READ_BACK, end - start), start)
+                    if not chunk:
+                        raise OSError(f"{self._path} is shorter than what was written")
+                    self._digest.update(chunk)
+                    start += len(chunk)
+                    with self._lock:
+                        self._hashed = start
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def entry(self, size: int) -> FileEntry | None:
+        """The file's entry if all ``size`` bytes were hashed as they were
+        written (None: ``finish`` must read the rest)."""
+        with self._lock:
+            beyond = any(end > self._hashed for end in self._ahead.values())
+            if self._stale or self._busy or beyond or self._hashed != size:
+                return None
+            return FileEntry(size=size, sha256=self._digest.hexdigest())
+
+    def finish(self) -> FileEntry:
+        """The file's entry, hashing what was not hashed as it was written."""
+        with open(self._path, "rb") as handle:
+            with self._lock:
+                if self._stale:
+                    self._digest, self._hashed = hashlib.sha256(), 0
+                digest, size = self._digest, self._hashed
+            handle.seek(size)
+            while chunk := handle.read(_READ_BACK):
+                digest.update(chunk)
+                size += len(chunk)
+        return FileEntry(size=size, sha256=digest.hexdigest())

@@ -191,8 +191,9 @@ async def read_artifacts(
         )
     folder = await anyio.to_thread.run_sync(lambda: Path(tempfile.mkdtemp()))
     try:
-        await download(backend, meta, folder, where)
-        return await _load_verified(reading, folder, verify)
+        # checked as it downloads (each file hashed as it is written)
+        await download(backend, meta, folder, where, check=verify != "none")
+        return await _load_verified(reading, folder, "none")
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
 
@@ -201,19 +202,23 @@ async def prefetch_files(backend: Backend, cache: Cache, meta: ObjectMeta, verif
     """The version's files into the cache, checked unless ``verify`` is "none"."""
     where = f"{meta.name}@{meta.version}"
     check_paths(meta, where)
+    check = verify != "none"
     with cache.reading(meta.name, meta.uuid):
-        folder, fresh = await fetch_into_cache(backend, cache, meta, where, offline=False)
-        if verify == "none":
+        folder, fresh = await fetch_into_cache(
+            backend, cache, meta, where, offline=False, check=check
+        )
+        if not check or fresh:  # a fresh download was checked as it landed
             return
         try:
             await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
         except RegistryIntegrityError:
             await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
-            if fresh:
-                raise
             logger.warning("%s: cached copy was damaged; fetched again", where)
-            folder, _ = await fetch_into_cache(backend, cache, meta, where, offline=False)
-            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+            folder, fresh = await fetch_into_cache(
+                backend, cache, meta, where, offline=False, check=True
+            )
+            if not fresh:
+                await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
 
 
 async def _load_cached(
@@ -230,10 +235,13 @@ async def _load_cached(
             return obj
     with cache.reading(meta.name, meta.uuid):
         while True:
-            folder, fresh = await fetch_into_cache(backend, cache, meta, where, offline=offline)
+            folder, fresh = await fetch_into_cache(
+                backend, cache, meta, where, offline=offline, check=verify != "none"
+            )
             try:
-                # Verified while loading (large, safe materializers) or before.
-                return await _load_verified(reading, folder, verify)
+                # A fresh download was checked as it landed; a cached copy is
+                # verified while loading (large, safe materializers) or before.
+                return await _load_verified(reading, folder, "none" if fresh else verify)
             except RegistryIntegrityError as exc:
                 await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
                 if fresh or offline:

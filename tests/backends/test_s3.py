@@ -75,6 +75,44 @@ async def test_multipart_create_loses_and_cleans_up(s3_target: S3Target, tmp_pat
 
 
 @pytest.mark.anyio
+async def test_ambiguous_multipart_create_that_landed_is_a_success(
+    s3_target: S3Target, tmp_path: Path
+) -> None:
+    """The complete of a conditional multipart upload lands but its answer is
+    lost; its retry fails (412 or NoSuchUpload), and the parts, read again for
+    their MD5s, show the stored object is ours."""
+    from botocore.exceptions import ConnectionClosedError
+
+    from tests.backends.remotes import replace
+
+    backend = s3_target.backend(part_size=5 * MiB)
+    try:
+        src = tmp_path / "mp.bin"
+        data = random_file(src, 11 * MiB, 3)
+        calls = 0
+
+        def lose_first_answer(original: Any) -> Any:
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                calls += 1
+                response = await original(*args, **kwargs)
+                if calls == 1:
+                    raise ConnectionClosedError(endpoint_url="http://test")
+                return response
+
+            return call
+
+        await replace(backend, "complete_multipart_upload", lose_first_answer)
+        info = await backend.put_file("mp/amb", src, mode="create")
+        assert calls == 2
+        stored = await backend.head("mp/amb")
+        assert stored is not None and (stored.etag, stored.size) == (info.etag, len(data))
+        assert await backend.get("mp/amb") == data
+    finally:
+        await backend.aclose()
+
+
+@pytest.mark.anyio
 async def test_failed_multipart_upload_is_aborted(s3_target: S3Target, tmp_path: Path) -> None:
     backend = s3_target.backend(part_size=5 * MiB)
     try:

@@ -107,7 +107,7 @@ async def _get_range(
                 got = response.headers.get("X-Goog-Generation")
                 if generation is not None and got and got != generation:
                     raise transfer.ChangedWhileReading
-                chunks = response.content.iter_chunked(_READ_CHUNK)
+                chunks = transfer.stream_chunks(response.content, _READ_CHUNK)
                 written = await transfer.write_chunks(fd, chunks, start, _WRITE_BUFFER)
                 return response.headers, written
 

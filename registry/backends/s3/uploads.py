@@ -109,7 +109,6 @@ async def _put_multipart(
     created = await bucket.call("create_multipart_upload", key, Key=full)
     upload_id = created["UploadId"]
     parts: list[dict[str, Any]] = [{} for _ in range(count)]
-    digests: list[bytes] = [b""] * count
     fd = await anyio.to_thread.run_sync(os.open, src, os.O_RDONLY)
     try:
         pending = iter(range(count))
@@ -117,14 +116,19 @@ async def _put_multipart(
         def shrank() -> Exception:
             return S3BackendError(f"{src} shrank while it was being uploaded")
 
-        def read_part(index: int) -> tuple[bytes, bytes]:
+        def read_part(index: int, progress: bool = True) -> bytes:
             offset = index * part_size
-            body = pread_exact(fd, min(part_size, size - offset), offset, shrank)
-            return body, md5(body)
+            length = min(part_size, size - offset)
+            return pread_exact(fd, length, offset, shrank, progress=progress)
+
+        def part_digests() -> list[bytes]:
+            # only after an ambiguous complete (rare): the parts are read again
+            # rather than hashed (MD5, slower than the upload) on every upload
+            return [md5(read_part(index, progress=False)) for index in range(count)]
 
         async def worker() -> None:
             for index in pending:
-                body, digests[index] = await anyio.to_thread.run_sync(read_part, index)
+                body = await anyio.to_thread.run_sync(read_part, index)
                 response = await bucket.call(
                     "upload_part",
                     key,
@@ -155,6 +159,7 @@ async def _put_multipart(
             # ObjectNotFound here is NoSuchUpload: a retried complete whose
             # first attempt had already completed the upload
             if ambiguity.possible:
+                digests = await anyio.to_thread.run_sync(part_digests)
                 landed = await _landed(bucket, key, multipart_etag(digests))
                 if landed is not None:
                     return landed
