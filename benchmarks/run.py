@@ -72,6 +72,9 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
 QUICK_GROUPS = ("batch", "concurrency", "scale")
 # counted, not timed (requests), or fresh interpreters already (import): one process
 ONE_PROCESS = frozenset({"requests", "import"})
+# large objects and their own servers: minutes per process, so two processes
+# (each already several alternating rounds) keep a full run near an hour
+HEAVY = frozenset({"file", "numpy", "torch", "pandas", "s3", "gcs", "dataloader", "cache"})
 DEFAULT_PROCS = 3
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
@@ -208,6 +211,13 @@ def _prepare(
     return aggregate([[r.to_dict() for r in built]])
 
 
+def processes(group: str, procs: int) -> int:
+    """Fresh processes ``group`` runs in (see ONE_PROCESS, HEAVY)."""
+    if group in ONE_PROCESS:
+        return 1
+    return min(procs, 2) if group in HEAVY else procs
+
+
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="registry-bench-", dir=args.tmpdir))
     config = Config.make(quick=args.quick, root=root, repeats=args.repeats)
@@ -215,6 +225,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     failures: list[str] = []
     group_seconds: dict[str, float] = {}
+    group_procs: dict[str, int] = {}
     machine = list(machine_header(config))
     print("\n".join(machine), flush=True)
     try:
@@ -227,7 +238,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             context_file.write_text(json.dumps(context))
             for name in args.only:
                 began = time.perf_counter()
-                procs = 1 if name in ONE_PROCESS else args.procs
+                procs = processes(name, args.procs)
+                group_procs[name] = procs
                 runs, failed = run_group(name, procs, args, root, context_file)
                 failures += failed
                 entries += aggregate(runs)
@@ -251,6 +263,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "command": command,
             "wall_seconds": time.perf_counter() - started,
             "group_seconds": group_seconds,
+            "group_processes": group_procs,
             "machine": machine,
             "commit": _commit(),
             "failures": failures,
