@@ -13,6 +13,7 @@ spread shown is min..max of the per-process medians.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,13 @@ def scale_sections(entries: Sequence[Entry]) -> list[str]:
         lines += ["### Latency against registry size (ms per operation, median)", ""]
         headers = ("backend", "operation", *(size_label(s) for s in sizes))
         lines += md_table((*headers, "largest / smallest", "within 1.5x"), rows)
-        lines.append("")
+        lines += [
+            "",
+            "The ratio is the median of the per-process ratios (each process measures every "
+            "size, alternately), so under noise it can differ from the ratio of the medians "
+            "shown.",
+            "",
+        ]
     deep = [e for e in entries if "versions" in e["params"]]
     if deep:
         rows = []
@@ -209,7 +216,8 @@ def concurrency_section(entries: Sequence[Entry]) -> list[str]:
                 )
             )
     lines = [
-        "Batch of 500 small objects, ops/s (ratio to the raw baseline at the same concurrency)",
+        f"Batch of {_batch_count(conc[0])} small objects, ops/s (ratio to the raw baseline "
+        "at the same concurrency)",
         "",
     ]
     lines += md_table(("backend", "operation", *(f"concurrency {c}" for c in levels)), rows)
@@ -243,14 +251,30 @@ def requests_section(entries: Sequence[Entry]) -> list[str]:
 OWN_SECTION = {"scale", "concurrency", "requests"}
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"
+
+
+def _took(meta: dict[str, Any], group: str) -> str:
+    """ " (42 s, 3 processes)" for a group's heading, from the run's meta."""
+    parts = []
+    seconds = meta.get("group_seconds", {}).get(group)
+    if seconds is not None:
+        parts.append(_duration(seconds))
+    procs = meta.get("group_processes", {}).get(group)
+    if procs is not None:
+        parts.append(f"{procs} process" + ("es" if procs > 1 else ""))
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def markdown(doc: dict[str, Any], charts: Sequence[str]) -> str:
     meta, entries = doc["meta"], doc["results"]
     lines = [
         "# Benchmark report",
         "",
-        f"{meta['date']} on `{meta['host']}`: {meta['mode']} run, each group in "
-        f"{meta['processes']} fresh processes (`{meta['command']}`), "
-        f"{meta['wall_seconds'] / 60:.0f} min wall time.",
+        f"{meta['date']} on `{meta['host']}`: {meta['mode']} run (`{meta['command']}`), each "
+        f"group in up to {meta['processes']} fresh processes (each heading says how many), "
+        f"{_duration(meta['wall_seconds'])} wall time.",
         "",
         "Every figure is the median over the processes of each process's median over its "
         "rounds; *spread* is min..max of those per-process medians. *vs raw* is the median of "
@@ -272,9 +296,7 @@ def markdown(doc: dict[str, Any], charts: Sequence[str]) -> str:
     for group, members in groups.items():
         if group in OWN_SECTION:
             continue
-        seconds = meta.get("group_seconds", {}).get(group)
-        took = f" ({seconds:.0f} s)" if seconds is not None else ""
-        lines += [f"## {group}{took}", ""]
+        lines += [f"## {group}{_took(meta, group)}", ""]
         lines += md_table(SUMMARY_HEADERS, summary_rows(members))
         notes = [(e["name"].strip(), e["note"]) for e in members if e["note"]]
         if notes:
@@ -286,9 +308,7 @@ def markdown(doc: dict[str, Any], charts: Sequence[str]) -> str:
         ("requests", "Backend requests per operation", requests_section),
     ):
         if group in groups:
-            seconds = meta.get("group_seconds", {}).get(group)
-            took = f" ({seconds:.0f} s)" if seconds is not None else ""
-            lines += [f"## {title}{took}", "", *section(groups[group])]
+            lines += [f"## {title}{_took(meta, group)}", "", *section(groups[group])]
     if meta.get("failures"):
         lines += ["## Failures", "", *(f"- {f}" for f in meta["failures"]), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -362,7 +382,8 @@ def chart_throughput(entries: Sequence[Entry], path: Path) -> bool:
             color="#c9c9c9",
             edgecolor="#777",
         )
-        for x, value, e in zip(xs, reg, mine, strict=True):
+        tops = [v + high for v, high in zip(reg, _errors(mine, per)[1], strict=True)]
+        for x, value, e in zip(xs, tops, mine, strict=True):
             ax.annotate(
                 ratio_text(e["ratio"], e["unit"]),
                 (x - width / 2, value),
@@ -423,6 +444,12 @@ def chart_scale(entries: Sequence[Entry], path: Path) -> bool:
     return True
 
 
+def _batch_count(entry: Entry) -> str:
+    """The batch size, as the name spells it ("batch save 500 small ...")."""
+    found = re.search(r"batch \w+ (\d+) small", entry["name"])
+    return found.group(1) if found else "a"
+
+
 def chart_concurrency(entries: Sequence[Entry], path: Path) -> bool:
     """Batch ops/s against concurrency, registry (solid) and raw (dashed)."""
     conc = [e for e in entries if "concurrency" in e["params"]]
@@ -459,11 +486,14 @@ def chart_concurrency(entries: Sequence[Entry], path: Path) -> bool:
                 alpha=0.6,
                 label=f"raw {op}",
             )
+        levels = sorted({e["params"]["concurrency"] for e in conc if e["backend"] == backend})
         ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(c) for c in levels])
         ax.set_yscale("log")
         ax.set_xlabel("calls in flight (backend concurrency)")
         ax.set_ylabel("objects/s (log)")
-        ax.set_title(f"{backend}: batch of 500 small objects", fontsize=9)
+        count = _batch_count(next(e for e in conc if e["backend"] == backend))
+        ax.set_title(f"{backend}: batch of {count} small objects", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
