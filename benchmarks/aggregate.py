@@ -28,25 +28,31 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"min": min(values), "max": max(values), "q1": q1, "q3": q3}
 
 
-_AT_LEAST_RAW = re.compile(r"^\s*[≥>]=?\s*([\d.]+)\s*%\s*of raw")
-_BOUND = re.compile(r"^\s*(≥|>=|>|≤|<=|<)\s*([\d,.]+)\s*(x?)")
+_PERCENT = re.compile(r"^\s*[≥>]=?\s*([\d.]+)\s*%")  # "≥ 70% of raw": a ratio
+_BOUND = re.compile(r"^\s*(≥|>=|>|≤|<=|<)\s*([\d,.]+)\s*")
 
 
 def judge(target: str, median: float, ratio: float | None) -> bool | None:
     """Whether ``median`` / ``ratio`` meets ``target`` as the benchmarks spell
-    it ("≥ 700 ops/s", "≥ 70% of raw", "< 100 MiB", "≤ 1.5x of 1k"); None
-    when the text is not one of those shapes."""
-    found = _AT_LEAST_RAW.match(target)
+    it ("≥ 700 ops/s", "≥ 70% of raw", "< 100 MiB", "≤ 1.5x of smallest");
+    None when the text is not one of those shapes (e.g. "< 2x the object")."""
+    found = _PERCENT.match(target)
     if found:
         return ratio is not None and ratio >= float(found.group(1)) / 100
     found = _BOUND.match(target)
     if not found:
         return None
-    sign, number, times = found.groups()
-    bound = float(number.replace(",", ""))
-    value = ratio if times else median  # "1.5x": a bound on the ratio
+    sign, number = found.groups()
+    rest = target[found.end() :]
+    if rest.startswith("x"):  # a multiple: only "Nx of <baseline>" is one of the ratio
+        if not rest.startswith("x of "):
+            return None
+        value = ratio
+    else:
+        value = median
     if value is None:
         return None
+    bound = float(number.replace(",", ""))
     if sign in ("≥", ">="):
         return value >= bound
     if sign == ">":

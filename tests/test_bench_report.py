@@ -64,6 +64,8 @@ def test_targets_as_spelled() -> None:
     assert judge("< 100 MiB", 99, None) is True
     assert judge("≤ 1.5x of smallest", 99, 1.4) is True
     assert judge("≤ 1.5x of smallest", 1, 1.6) is False
+    assert judge("≥ 83% of local", 5000, 0.8) is False
+    assert judge("< 2x the object (512 MiB)", 100, 3.0) is None  # left to the processes' votes
     assert judge("whatever", 1, 1) is None
 
 
