@@ -105,14 +105,15 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything a worker process hands back to run.py (JSON-ready)."""
+        # plain floats and bools: a figure may be a numpy scalar (pandas, torch)
         return {
             "name": self.name,
             "unit": self.unit,
-            "samples": self.samples,
+            "samples": [float(s) for s in self.samples],
             "baseline_name": self.baseline_name,
-            "baseline_samples": self.baseline_samples,
+            "baseline_samples": [float(s) for s in self.baseline_samples],
             "target": self.target,
-            "passed": self.passed,
+            "passed": None if self.passed is None else bool(self.passed),
             "note": self.note,
             "group": self.group,
             "backend": self.backend,
