@@ -309,6 +309,8 @@ def markdown(doc: dict[str, Any], charts: Sequence[str]) -> str:
     ):
         if group in groups:
             lines += [f"## {title}{_took(meta, group)}", "", *section(groups[group])]
+    if meta.get("notes"):
+        lines += ["## Notes", "", *(f"- {n}" for n in meta["notes"]), ""]
     if meta.get("failures"):
         lines += ["## Failures", "", *(f"- {f}" for f in meta["failures"]), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -20,7 +20,9 @@ comma-separated; see ``--list``), ``--procs K``, ``--repeats N`` (rounds
 per process), ``--tmpdir DIR`` (where the scratch folder goes), ``--out
 DIR``, ``--json FILE`` (also write the aggregated results there),
 ``--render FILE.json`` (redraw the markdown and charts of an earlier run,
-running nothing).
+running nothing), ``--merge-into FILE.json`` (put the groups run now into an
+earlier run's JSON in place of its figures for them, e.g. a group that
+failed, and redraw that report; its header notes it).
 """
 
 from __future__ import annotations
@@ -98,6 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="folder of the report")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--render", type=Path, default=None, metavar="FILE.json")
+    parser.add_argument(
+        "--merge-into",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="put the groups run now into an earlier run's JSON (replacing theirs) and redraw",
+    )
     parser.add_argument("--list", action="store_true", help="list the groups and exit")
     # internal: one group in this process, results to --json (run.py starts these)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -282,6 +291,24 @@ def _commit() -> str:
     return done.stdout.strip()
 
 
+def merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the groups ``new`` ran replaced by ``new``'s results (a
+    group re-run after it failed); the report's header says so."""
+    groups = set(new["meta"]["groups"])
+    kept = [e for e in base["results"] if e["group"] not in groups]
+    order = {name: index for index, name in enumerate(GROUPS)}
+    results = sorted(kept + new["results"], key=lambda e: order.get(e["group"], len(order)))
+    meta = dict(base["meta"])
+    for key in ("group_seconds", "group_processes"):
+        meta[key] = {**meta.get(key, {}), **new["meta"].get(key, {})}
+    failures = [f for f in meta.get("failures", []) if f.split(",")[0] not in groups]
+    meta["failures"] = failures + new["meta"]["failures"]
+    when = f"{new['meta']['date']} {new['meta'].get('time', '')}".strip()
+    note = f"{', '.join(sorted(groups))}: from a later run, {when} (`{new['meta']['command']}`)"
+    meta["notes"] = [*meta.get("notes", []), note]
+    return {"meta": meta, "results": results}
+
+
 def write_report(doc: dict[str, Any], folder: Path) -> list[Path]:
     from benchmarks.report import render
 
@@ -310,9 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(console(doc))
     facade_overhead(doc["results"])
     folder = args.out or (RESULTS / "partial" if args.partial else RESULTS)
-    folder.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if args.quick else ""
     data = folder / f"{meta['date']}-{meta['host']}{suffix}.json"
+    if args.merge_into is not None:
+        doc = merge(json.loads(args.merge_into.read_text()), doc)
+        folder, data = args.out or args.merge_into.parent, args.merge_into
+    folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(doc, indent=1)
     data.write_text(text)
     if args.json is not None:
@@ -320,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwrote {data}")
     for path in write_report(doc, folder):
         print(f"wrote {path}")
-    return 1 if meta["failures"] else 0
+    return 1 if doc["meta"]["failures"] else 0
 
 
 if __name__ == "__main__":

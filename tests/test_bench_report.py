@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.aggregate import aggregate, judge
 from benchmarks.report import render
+from benchmarks.run import merge
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -139,3 +140,18 @@ def test_render_leaves_out_charts_without_data(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["latest.md"]
     assert not (tmp_path / "scale.png").exists()
     assert ".png" not in (tmp_path / "latest.md").read_text()
+
+
+def test_merge_replaces_the_groups_run_again() -> None:
+    base = synthetic_doc()
+    base["meta"]["failures"] = ["batch, process 1: exit status 1"]
+    again = {
+        "meta": {**base["meta"], "groups": ["batch"], "failures": [], "time": "12:00"},
+        "results": aggregate([[item("batch save 500 small (sync)", [900], [1000])]]),
+    }
+    merged = merge(base, again)
+    batch = [e for e in merged["results"] if e["group"] == "batch"]
+    assert [(e["name"], e["median"]) for e in batch] == [("batch save 500 small (sync)", 900)]
+    assert len(merged["results"]) == len(base["results"])
+    assert merged["meta"]["failures"] == []
+    assert merged["meta"]["notes"][0].startswith("batch: from a later run")
