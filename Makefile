@@ -28,8 +28,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The full suite and its report (benchmarks/results/); `make bench ARGS=--quick`
+# runs the quick subset into benchmarks/results/partial/ instead.
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,19 @@ class Config:
     array_mib: int  # the numpy benchmark
     import_runs: int
     root: Path  # scratch folder, removed at the end
+    # what the parent process prepared for its workers (benchmarks/shared.py):
+    # a SeaweedFS server's address, the scale group's prebuilt registries
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def make(cls, *, quick: bool, root: Path, repeats: int | None = None) -> Config:
+    def make(
+        cls,
+        *,
+        quick: bool,
+        root: Path,
+        repeats: int | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> Config:
         # quick, full: (repeats, single_ops, big_file_mib, big_repeats, array_mib)
         rounds, single_ops, big_file_mib, big_repeats, array_mib = (
             (3, 150, 256, 2, 64) if quick else (5, 400, 1024, 3, 256)
@@ -61,6 +71,7 @@ class Config:
             array_mib=array_mib,
             import_runs=5,
             root=root,
+            context=context or {},
         )
 
     def scratch(self, label: str) -> Path:
@@ -85,6 +96,33 @@ class Result:
     target: str = ""  # human-readable target, "" for none
     passed: bool | None = None  # None: no target
     note: str = ""
+    # for the report (benchmarks/report.py): which group ran it, on which
+    # backend, and what the charts plot it against ("op", "bytes",
+    # "registry_size", "concurrency"); run.py fills in the group and backend
+    group: str = ""
+    backend: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything a worker process hands back to run.py (JSON-ready)."""
+        # plain floats and bools: a figure may be a numpy scalar (pandas, torch)
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "samples": [float(s) for s in self.samples],
+            "baseline_name": self.baseline_name,
+            "baseline_samples": [float(s) for s in self.baseline_samples],
+            "target": self.target,
+            "passed": None if self.passed is None else bool(self.passed),
+            "note": self.note,
+            "group": self.group,
+            "backend": self.backend,
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     @property
     def value(self) -> float:

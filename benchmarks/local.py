@@ -64,6 +64,10 @@ def small_object(i: int) -> dict[str, Any]:
     }
 
 
+# bytes of one small object as JSON: the object size the report's chart plots
+SMALL_JSON_BYTES = len(_encode(small_object(0)))
+
+
 def _registry(root: Path) -> Registry:
     from registry import Registry
 
@@ -269,6 +273,7 @@ def bench_batch(config: Config) -> list[Result]:
                 raw,
                 "≥ 2,000 ops/s",
                 _at_least(median(saves), 2000),
+                params={"op": "save", "bytes": SMALL_JSON_BYTES},
             ),
         )
 
@@ -299,6 +304,7 @@ def bench_batch(config: Config) -> list[Result]:
                 raw,
                 "≥ 5,000 ops/s",
                 _at_least(median(loads), 5000),
+                params={"op": "load", "bytes": SMALL_JSON_BYTES},
             ),
         )
     finally:
@@ -460,6 +466,7 @@ def bench_file(config: Config) -> list[Result]:
                 raw,
                 "≥ 60% of raw",
                 median(saves) >= 0.6 * median(raw),
+                params={"op": "save", "bytes": mib * MiB},
             ),
         )
 
@@ -498,6 +505,7 @@ def bench_file(config: Config) -> list[Result]:
                 f"baseline is a plain copyfile (vs copyfile+fsync "
                 f"{fmt(median(raw_durable))} MB/s: {vs_durable:.0f}%)"
             ),
+            params={"op": "load", "bytes": mib * MiB},
         )
         emit(results, result)
         emit(results, Result(f"load {label} file, verify='none'", "MB/s", trusted, "copyfile", raw))

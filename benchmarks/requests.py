@@ -7,8 +7,10 @@ registry was opened (the settings file is read once per process). On S3 and
 GCS a backend call is one HTTP request, except that a large ``put_file`` /
 ``get_file`` may be several (multipart parts, ranged GETs).
 
-``python -m benchmarks.run --only requests`` prints the table; the figures
-are counts, so they do not vary from run to run.
+``python -m benchmarks.run --only requests`` prints the table and hands each
+cell back as a Result (unit "requests", the per-call detail in its note) for
+the report's table; the figures are counts, so they do not vary from run to
+run and one process measures them.
 """
 
 from __future__ import annotations
@@ -88,7 +90,18 @@ def bench_requests(config: Config) -> list[Result]:
         except ServerStartError as exc:
             print(f"  {kind}: could not start, skipped: {exc}", flush=True)
     print_requests(columns)
-    return []
+    return [
+        Result(
+            f"{backend}: {label}",
+            "requests",
+            [float(cell.split()[0])],
+            note=cell.partition(" ")[2].strip("()"),
+            backend=backend,
+            params={"op": label},
+        )
+        for backend, cells in columns.items()
+        for (label, _), cell in zip(OPERATIONS, cells, strict=True)
+    ]
 
 
 def print_requests(columns: dict[str, list[str]]) -> None:
