@@ -24,6 +24,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -472,9 +473,14 @@ class LocalBackend(Backend):
     async def put_hint(
         self, key: str, data: bytes, *, mode: PutMode = "overwrite", if_match: str | None = None
     ) -> FileInfo:
-        # Small and not fsynced: cheaper inline than a hop to a worker thread.
-        await anyio.lowlevel.checkpoint()
-        return self._put_sync(key, data, None, mode, if_match, durable=False)
+        # Not fsynced, but still a file created and renamed: on a busy disk
+        # that blocks for a millisecond, which a batch's other saves would
+        # wait out on the event loop. So a worker thread, like put.
+        work = anyio.to_thread.run_sync(
+            partial(self._put_sync, key, data, None, mode, if_match, durable=False),
+            limiter=self.limiter,
+        )
+        return await _debug_timed("put", key, work)
 
     async def get_tagged(self, key: str) -> tuple[bytes, str]:
         await anyio.lowlevel.checkpoint()
