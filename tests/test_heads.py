@@ -44,6 +44,13 @@ async def set_head(backend: Backend, name: str, top: str) -> None:
     await backend.put(head_key(name), json.dumps({"top": top}).encode())
 
 
+async def make_legacy(backend: Backend) -> None:
+    """Mark the registry as written before heads existed (no ``heads`` flag)."""
+    settings = json.loads(await backend.get("_registry.json"))
+    settings.pop("heads", None)
+    await backend.put("_registry.json", json.dumps(settings).encode())
+
+
 async def save_auto(reg: AsyncRegistry, name: str, n: int) -> list[str]:
     return [await reg.save(name, f"v{i}") for i in range(n)]
 
@@ -84,19 +91,41 @@ def test_a_head_that_lags_is_probed_past(backend: Backend, behind: int) -> None:
 def test_a_missing_or_damaged_head_is_rebuilt_from_a_listing(backend: Backend, damage: str) -> None:
     """Registries written before heads existed, or copied without them."""
 
-    async def main(reg: AsyncRegistry) -> None:
+    async def setup(reg: AsyncRegistry) -> None:
         await save_auto(reg, "m", 4)
         await reg.save("m", "pinned", version="4.2")
         await reg.delete("m", version="4.2")  # a tombstone above: its number stays taken
         if damage == "missing":
             await backend.delete([head_key("m")])
+            await make_legacy(backend)
         else:
             await backend.put(head_key("m"), b"{not json" if damage == "unreadable" else b"")
+
+    async def main(reg: AsyncRegistry) -> None:
         assert await reg.load("m") == "v3"
         assert await head_top(backend, "m") == "4.2"  # rebuilt, tombstones included
         assert await reg.save("m", "five") == "5"
 
+    run(backend, setup)
     run(backend, main)
+
+
+def test_a_registry_with_heads_never_lists_for_a_missing_one(tmp_path: Path) -> None:
+    """Created with heads: a name without one has only auto-increment numbers
+    (an explicit save creates the head before it commits), found by probing."""
+    counting = CountingBackend(LocalBackend(tmp_path / "registry"))
+
+    async def main(reg: AsyncRegistry) -> None:
+        assert not await reg.has_object("new")
+        await reg.save("new", "a", version="1.5")  # a new name: the head created blind
+        await save_auto(reg, "auto", 3)
+        await counting.delete([head_key("auto")])  # as if its saver died before creating it
+        assert await reg.load("auto") == "v2"
+        assert await head_top(counting, "auto") == "3"  # created by the read
+        assert await reg.load("new") == "a"
+        assert counting.counts["list"] == 1  # the retention policies, once: no name listed
+
+    rc.run(main, counting, version_objects=True)
 
 
 def test_auto_increment_on_a_missing_head_counts_what_is_stored(backend: Backend) -> None:
@@ -113,6 +142,7 @@ def test_explicit_save_on_a_missing_head_never_lowers_it(backend: Backend) -> No
     async def setup(reg: AsyncRegistry) -> None:
         await save_auto(reg, "m", 6)
         await backend.delete([head_key("m")])
+        await make_legacy(backend)
 
     async def main(reg: AsyncRegistry) -> None:  # a new loop: nothing known of the head
         await reg.save("m", "old", version="2.5")
@@ -272,13 +302,18 @@ def test_head_write_is_a_hint_on_local_disk(tmp_path: Path) -> None:
 
     backend = LocalBackend(tmp_path / "registry")
     run(backend, lambda reg: save_auto(reg, "m", 2))
-    os.fsync = counting
-    try:
-        run(backend, lambda reg: reg.save("m", "auto"))
+
+    async def main(reg: AsyncRegistry) -> tuple[int, int]:
+        calls.clear()
+        await reg.save("m", "auto")
         auto = len(calls)
         calls.clear()
-        run(backend, lambda reg: reg.save("m", "explicit", version="7"))
-        explicit = len(calls)
+        await reg.save("m", "explicit", version="7")
+        return auto, len(calls)
+
+    os.fsync = counting
+    try:
+        auto, explicit = run(backend, main)
     finally:
         os.fsync = real
     assert auto == 2  # the metadata file and its folder

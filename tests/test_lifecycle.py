@@ -458,8 +458,8 @@ async def test_what_retention_costs_a_save(tmp_path: Path) -> None:
         head = Counter({"get": 1, "put": 1})
         counting.reset()
         await reg.save("n", "a", version="1")
-        # the policies, once; a new name's folder, once
-        assert counting.counts == Counter({"list": 2, "put": 1}) + head
+        # the policies, once; a new name's head created before the commit
+        assert counting.counts == Counter({"list": 1, "put": 2})
         counting.reset()
         await reg.save("n", "b", version="2")
         assert counting.counts == Counter({"put": 1}) + head
@@ -483,8 +483,10 @@ async def test_a_batch_reads_the_policies_once(moto_target: Target, tmp_path: Pa
         counting.reset()
         saved = await reg.save(["n"] * 20, list(range(20)), version=[str(v) for v in range(1, 21)])
         assert saved.ok
-        # the name's head: read, its folder listed (a new name), created once for all 20
-        assert counting.counts == Counter({"put": 20 + 1, "list": 1 + 1, "get": 1})
+        # the name's head: created for the first save, raised once for the rest
+        # (they line up behind it; tests/test_heads.py)
+        assert counting.counts["list"] == 1
+        assert counting.counts["put"] <= 20 + 2 and counting.counts["get"] <= 1, counting.counts
 
 
 async def test_unversioned_saves_pay_nothing_for_retention(tmp_path: Path) -> None:

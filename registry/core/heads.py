@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from registry.backends.base import Backend
@@ -58,12 +59,12 @@ def _decode(data: bytes) -> Version | None:
         return None
 
 
-async def read(backend: Backend, name: str) -> Version | None:
-    """The head's version; None if it is missing or unreadable."""
+async def read(backend: Backend, name: str) -> tuple[bool, Version | None]:
+    """Whether the head exists, and its version (None if missing or unreadable)."""
     try:
-        return _decode(await backend.get(head_key(name)))
+        return True, _decode(await backend.get(head_key(name)))
     except ObjectNotFound:
-        return None
+        return False, None
 
 
 async def read_tagged(backend: Backend, name: str) -> Head | None:
@@ -118,14 +119,22 @@ async def probe_above(backend: Backend, name: str, top: Version) -> Version:
     """The greatest version stored for ``name`` (tombstones included), given
     a head ``top``: the top of the run of auto-increment numbers above it,
     or ``top`` itself when nothing is above."""
-    first = top.major + 1
+    above = await top_of_run(backend, name, top.major + 1)
+    if above is not None:
+        return Version(str(above))
+    # "2-rc.1" sorts below "2", which a writer may have claimed from an older head.
+    release = Version(str(top.major))
+    if release > top and await _exists(backend, name, top.major):
+        return release
+    return top
+
+
+async def top_of_run(backend: Backend, name: str, first: int) -> int | None:
+    """The last number of the run of stored versions ``first``, ``first + 1``,
+    ...; None if ``first`` is not stored."""
     if not await _exists(backend, name, first):
-        # "2-rc.1" sorts below "2", which a writer may have claimed from an older head.
-        release = Version(str(top.major))
-        if release > top and await _exists(backend, name, top.major):
-            return release
-        return top
-    # Gallop up, then bisect: O(log k) requests for a head k numbers behind.
+        return None
+    # Gallop up, then bisect: O(log k) requests for a run of k numbers.
     low, step = first, 1
     while await _exists(backend, name, low + step):
         low, step = low + step, step * 2
@@ -136,7 +145,7 @@ async def probe_above(backend: Backend, name: str, top: Version) -> Version:
             low = middle
         else:
             high = middle
-    return Version(str(low))
+    return low
 
 
 class Known:
@@ -162,9 +171,17 @@ class Known:
                 self.floors.clear()
             self.floors[name] = top
 
+    def seen(self, name: str) -> bool:
+        return name in self.floors
+
     def covers(self, name: str, version: Version) -> bool:
         floor = self.floors.get(name)
         return floor is not None and floor >= version
+
+
+def seen(backend: Backend, name: str) -> bool:
+    """Whether this process has seen the head of ``name`` (so it exists)."""
+    return _known(backend).seen(name)
 
 
 def _known(backend: Backend) -> Known:
@@ -189,6 +206,7 @@ async def raise_to(
     try:
         async with turn:
             if not known.covers(name, version):
+                await anyio.lowlevel.checkpoint()  # let this batch's other saves line up
                 target = max(waiting)
                 await raise_once(target)
                 known.rise(name, target)

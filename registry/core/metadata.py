@@ -57,7 +57,7 @@ async def find_meta(
 ) -> ObjectMeta:
     """Committed metadata of ``name@version``; RegistryObjectNotFound if none."""
     if version == LATEST and settings.version_objects:
-        found = await mvcc.latest_meta_bytes(backend, name)
+        found = await mvcc.latest_meta_bytes(backend, name, headed=settings.heads)
         if found is None:
             raise RegistryObjectNotFound(f"no object named {name!r} in {backend.uri}")
         top, latest = found

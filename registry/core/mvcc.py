@@ -96,6 +96,7 @@ async def commit_explicit(
     *,
     overwrite: bool,
     track_head: bool = True,
+    headed: bool = False,
 ) -> None:
     """Write the metadata of an explicit version.
 
@@ -108,7 +109,7 @@ async def commit_explicit(
     """
     key = meta_key(name, version.key)
     if track_head:
-        await raise_head(backend, name, version)
+        await raise_head(backend, name, version, headed=headed)
     if overwrite:
         await backend.put(key, data)
         return
@@ -187,11 +188,26 @@ async def latest_by_listing(backend: Backend, name: str) -> tuple[Version, bytes
     return None
 
 
-async def latest_meta_bytes(backend: Backend, name: str) -> tuple[Version, bytes] | None:
+async def latest_meta_bytes(
+    backend: Backend, name: str, *, headed: bool = False
+) -> tuple[Version, bytes] | None:
     """The greatest live version of ``name`` and its metadata file; None if
     it has none. O(1) requests from the head; a listing when the head is
-    missing (rebuilt then) or its version is in flight or deleted."""
-    top = await heads.read(backend, name)
+    damaged, or missing in a registry written before heads (rebuilt then),
+    or when its version is in flight or deleted.
+
+    ``headed``: the registry kept heads from its creation, so a name without
+    one has no explicit versions, only auto-increment numbers from 1.
+    """
+    exists, top = await heads.read(backend, name)
+    if top is None and headed and not exists:
+        last = await heads.top_of_run(backend, name, 1)
+        if last is None:
+            return None
+        top = Version(str(last))
+        await _advance_head(backend, name, top)  # its saver died before creating it
+        data = await read_meta_bytes(backend, name, top.key)
+        return (top, data) if data is not None else await latest_by_listing(backend, name)
     if top is None:
         found = await latest_by_listing(backend, name)
         stored = await top_by_listing(backend, name)  # tombstones count: not ``found``
@@ -237,16 +253,25 @@ async def _together(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
     return results[0], results[1]
 
 
-async def raise_head(backend: Backend, name: str, version: Version) -> None:
+async def raise_head(backend: Backend, name: str, version: Version, *, headed: bool) -> None:
     """Make the head at least ``version``, durably, before it is committed."""
-    await heads.raise_to(backend, name, version, partial(_raise_head, backend, name))
+    await heads.raise_to(backend, name, version, partial(_raise_head, backend, name, headed))
 
 
-async def _raise_head(backend: Backend, name: str, version: Version) -> None:
+async def _raise_head(backend: Backend, name: str, headed: bool, version: Version) -> None:
+    # A name this process has not seen is most likely new: try creating its
+    # head first (one request) before reading it.
+    blind = headed and not heads.seen(backend, name)
     while True:
+        if blind:
+            blind = False
+            if await heads.write(backend, name, version, over=None, durable=True):
+                return
+            continue
         head = await heads.read_tagged(backend, name)
         top = head.top if head is not None else None
-        if top is None:  # missing or unreadable: what is stored decides
+        if top is None and not (headed and head is None):
+            # unreadable, or missing in an older registry: what is stored decides
             top = await top_by_listing(backend, name)
         if head is not None and head.top is not None and head.top >= version:
             return
@@ -255,7 +280,9 @@ async def _raise_head(backend: Backend, name: str, version: Version) -> None:
             return
 
 
-async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes]) -> str:
+async def commit_auto(
+    backend: Backend, name: str, encode: Callable[[str], bytes], *, headed: bool = False
+) -> str:
     """Claim the next auto-increment number for ``name`` and commit to it.
 
     ``encode(version)`` builds the metadata for a candidate number, so a
@@ -264,6 +291,8 @@ async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes
     head = await heads.read_tagged(backend, name)
     if head is not None and head.top is not None:
         number = heads.next_number(head.top)
+    elif head is None and headed:  # no explicit versions: 1, or past the stored run
+        number = 1
     else:
         number = heads.next_number(await top_by_listing(backend, name))
     lost = 0
@@ -280,6 +309,8 @@ async def commit_auto(backend: Backend, name: str, encode: Callable[[str], bytes
                 if head is not None and head.top is not None:
                     top = await heads.probe_above(backend, name, head.top)
                     number = max(number, heads.next_number(top))
+                elif head is None and headed:
+                    number = max(number, (await heads.top_of_run(backend, name, 1) or 0) + 1)
     # The head follows as a hint; losing this swap to another writer is fine.
     await heads.write(backend, name, Version(version), over=head, durable=False)
     return version

@@ -75,7 +75,8 @@ class Queries:
                 return False
             return True
         if version == LATEST and settings.version_objects:
-            return await mvcc.latest_meta_bytes(self.backend, name) is not None
+            found = await mvcc.latest_meta_bytes(self.backend, name, headed=settings.heads)
+            return found is not None
         key = version_key(version, settings)
         info = await self.backend.head(meta_key(name, key))
         return info is not None and info.size > 0

@@ -256,6 +256,7 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
             inline_limit=self.inline_limit,
             overwrite=on_conflict == "overwrite",
             unversioned=not settings.version_objects,
+            headed=settings.heads,
         )
         await self._retain_after_save(name)
         return saved

@@ -43,6 +43,7 @@ async def save_version(
     inline_limit: int,
     overwrite: bool,
     unversioned: bool,
+    headed: bool = False,
 ) -> str:
     """Save ``obj`` with the first materializer in ``choices`` that takes it,
     as ``explicit`` (None: the next auto-increment number); returns the
@@ -70,12 +71,18 @@ async def save_version(
             def encode(v: str) -> bytes:
                 return encode_meta(meta, v)
 
-            saved = await mvcc.commit_auto(backend, name, encode)
+            saved = await mvcc.commit_auto(backend, name, encode, headed=headed)
             meta_bytes = encode(saved)
         else:
             meta_bytes = encode_meta(meta, explicit.spelling)
             await mvcc.commit_explicit(
-                backend, name, explicit, meta_bytes, overwrite=overwrite, track_head=not unversioned
+                backend,
+                name,
+                explicit,
+                meta_bytes,
+                overwrite=overwrite,
+                track_head=not unversioned,
+                headed=headed,
             )
             saved = explicit.spelling
     except RegistryVersionConflict as conflict:

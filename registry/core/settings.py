@@ -59,6 +59,7 @@ class StoredSettings:
             fresh = RegistrySettings(
                 mutable=bool(self._requested["mutable"]),
                 version_objects=bool(self._requested["version_objects"]),
+                heads=True,
             )
             try:
                 encoded = msgspec.json.encode(fresh)

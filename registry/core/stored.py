@@ -230,7 +230,9 @@ async def copy_version(
     copied = msgspec.structs.replace(meta, name=name, uuid=uid, created_at=time.time())
     try:
         if explicit is None:
-            return await mvcc.commit_auto(target.backend, name, lambda v: encode_meta(copied, v))
+            return await mvcc.commit_auto(
+                target.backend, name, lambda v: encode_meta(copied, v), headed=settings.heads
+            )
         await mvcc.commit_explicit(
             target.backend,
             name,
@@ -238,6 +240,7 @@ async def copy_version(
             encode_meta(copied, explicit.spelling),
             overwrite=False,
             track_head=settings.version_objects,
+            headed=settings.heads,
         )
         return explicit.spelling
     except RegistryVersionConflict:

@@ -70,6 +70,10 @@ class RegistrySettings(msgspec.Struct, kw_only=True):
     version_objects: bool = False
     materializers: dict[str, str] = {}
     format: int = FORMAT_VERSION
+    #: every version was saved with its name's head kept (core/heads.py), so a
+    #: name without a head has no explicit versions: nothing to list. False
+    #: for registries written before heads existed.
+    heads: bool = False
 
 
 #: what a load checks: "none", "integrity" (sha256 of every file), "full"
