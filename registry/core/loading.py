@@ -9,7 +9,6 @@ materializer reads untrusted bytes safely are hashed while they load.
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import re
 import shutil
@@ -28,9 +27,9 @@ from registry._runner import on_own_loop
 from registry.backends.base import Backend
 from registry.core.artifacts import ON_LOOP_BYTES
 from registry.core.cache import Cache
-from registry.core.fetching import download, fetch_into_cache
+from registry.core.fetching import check_entry, download, fetch_into_cache
 from registry.core.layout import objects_folder
-from registry.core.types import FileEntry, ObjectMeta, Verify
+from registry.core.types import ObjectMeta, Verify
 from registry.exceptions import (
     PickleRefused,
     RegistryCorruptMetadata,
@@ -74,18 +73,6 @@ def object_class(meta: ObjectMeta, allow_pickle: bool, registered: Collection[st
     return safe_class(meta.object_class, registered)
 
 
-def _check(meta: ObjectMeta, rel: str, actual: FileEntry, where: str) -> None:
-    expected = meta.files.get(rel)
-    if expected is None:
-        raise RegistryIntegrityError(f"{where}: {rel} is not recorded in the metadata")
-    if actual.size != expected.size or not hmac.compare_digest(actual.sha256, expected.sha256):
-        raise RegistryIntegrityError(
-            f"{where}: {rel} does not match its metadata (size {actual.size} vs "
-            f"{expected.size} recorded, sha256 differs); the stored copy is damaged: "
-            "restore it or save the object again"
-        )
-
-
 def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
     for rel in meta.files:
         path = folder / rel
@@ -95,7 +82,7 @@ def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
             raise RegistryIntegrityError(
                 f"{where}: artifact {rel} is missing; restore it or save the object again"
             ) from None
-        _check(meta, rel, actual, where)
+        check_entry(meta, rel, actual, where)
 
 
 _UUID_RE = re.compile(r"[0-9a-f]{32}")
@@ -163,7 +150,7 @@ async def read_artifacts(
         data = meta.inline
         if verify != "none":
             (rel,) = meta.files
-            _check(meta, rel, entry_for(data), where)
+            check_entry(meta, rel, entry_for(data), where)
         assert isinstance(materializer, BlobMaterializer)
         loads: Callable[..., Any] = (
             functools.partial(materializer.loads, **options) if options else materializer.loads
@@ -355,7 +342,7 @@ def _load_small_blob(reading: _Reading, folder: Path, verify: Verify) -> Any:
             f"{where}: artifact {rel} is missing; restore it or save the object again"
         ) from None
     if verify != "none":
-        _check(meta, rel, entry_for(data), where)
+        check_entry(meta, rel, entry_for(data), where)
     materializer = reading.materializer
     assert isinstance(materializer, BlobMaterializer)
     return materializer.loads(data, reading.cls, **reading.options)
