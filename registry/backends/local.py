@@ -5,7 +5,8 @@ then published in one atomic step: ``os.link`` for create-if-absent (fails if
 the key exists) or ``os.replace`` for overwrite, followed by an fsync of the
 folder. Compare-and-swap (``if_match``) is the one place a lock is used: a
 short-lived ``O_CREAT|O_EXCL`` lock file around read-compare-replace, broken
-when older than ``STALE_LOCK_SECONDS`` (its holder died).
+when older than ``STALE_LOCK_SECONDS`` (its holder died). Those file
+primitives live in ``local_files``; this module maps keys to files.
 
 Blocking file work runs as whole functions in worker threads, one hop per call.
 With DEBUG on for ``registry.backends.local``, each read, write and delete is
@@ -15,7 +16,6 @@ logged with its key, bytes and milliseconds (nothing is timed otherwise).
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import shutil
@@ -33,12 +33,28 @@ import anyio.to_thread
 
 from registry._runner import on_own_loop
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
+from registry.backends.local_files import (
+    LOCK_SUFFIX,
+    STALE_LOCK_SECONDS,
+    TEMP_MARKER,
+    FileLock,
+    file_info,
+    fsync_dir,
+    is_temp_name,
+    stat_etag,
+)
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
+__all__ = [
+    "LOCK_SUFFIX",
+    "STALE_LOCK_SECONDS",
+    "TEMP_MARKER",
+    "LocalBackend",
+    "fsync_dir",
+    "is_temp_name",
+]
+
 logger = logging.getLogger(__name__)
-TEMP_MARKER = ".tmp-"
-LOCK_SUFFIX = ".lock"
-STALE_LOCK_SECONDS = 10.0
 _COPY_CHUNK = 8 * 1024 * 1024
 INLINE_READ_BYTES = 256 * 1024
 
@@ -60,32 +76,6 @@ async def _debug_timed(operation: str, key: str, work: Awaitable[FileInfo]) -> F
     if started is not None:
         _debug_done(operation, key, info.size, started)
     return info
-
-
-def is_temp_name(filename: str) -> bool:
-    """Temp and lock files are internal: never listed, cleaned by the janitor."""
-    return filename.startswith(".") and (TEMP_MARKER in filename or filename.endswith(LOCK_SUFFIX))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _etag(st: os.stat_result) -> str:
-    # The inode changes on every publish (a new temp file is linked in), so
-    # the etag changes even when size and mtime happen to match.
-    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
-
-
-def _info(key: str, st: os.stat_result) -> FileInfo:
-    # ctime too: a materializer that copies with copy2/copytree keeps the
-    # source's old mtime, and the janitor must not take a file written a
-    # second ago for an hours-old orphan. ctime can't be set back.
-    return FileInfo(key=key, size=st.st_size, etag=_etag(st), mtime=max(st.st_mtime, st.st_ctime))
 
 
 class LocalBackend(Backend):
@@ -252,7 +242,7 @@ class LocalBackend(Backend):
             for folder in dict.fromkeys(created):
                 fsync_dir(folder.parent)
             fsync_dir(path.parent)
-        return _info(key, path.stat())
+        return file_info(key, path.stat())
 
     def _put_sync(
         self,
@@ -269,9 +259,9 @@ class LocalBackend(Backend):
             return self._publish(key, path, tmp, mode, created, durable)
         try:
             # A hint write never waits: someone else is updating it.
-            with _FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), wait=durable):
+            with FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), wait=durable):
                 try:
-                    current = _etag(path.stat())
+                    current = stat_etag(path.stat())
                 except FileNotFoundError:
                     current = None
                 if current != if_match:
@@ -315,7 +305,7 @@ class LocalBackend(Backend):
         # its fstat is that version's etag.
         try:
             with open(self._path(key), "rb") as f:
-                return f.read(), _etag(os.fstat(f.fileno()))
+                return f.read(), stat_etag(os.fstat(f.fileno()))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(key) from None
 
@@ -323,7 +313,7 @@ class LocalBackend(Backend):
         path = self._path(key)
         try:
             shutil.copyfile(path, dest)
-            return _info(key, path.stat())
+            return file_info(key, path.stat())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             if not path.is_file():
                 raise ObjectNotFound(key) from None
@@ -336,7 +326,7 @@ class LocalBackend(Backend):
             return None
         if not stat.S_ISREG(st.st_mode):
             return None
-        return _info(key, st)
+        return file_info(key, st)
 
     def _delete_sync(self, keys: Sequence[str]) -> None:
         parents: set[Path] = set()
@@ -376,7 +366,7 @@ class LocalBackend(Backend):
                     if entry.is_dir():
                         out.append(f"{prefix}{entry.name}/")
                     else:
-                        out.append(_info(prefix + entry.name, entry.stat()))
+                        out.append(file_info(prefix + entry.name, entry.stat()))
                 except FileNotFoundError:
                     continue  # removed while listing
             return out
@@ -391,7 +381,7 @@ class LocalBackend(Backend):
                     st = os.stat(os.path.join(dirpath, filename))
                 except FileNotFoundError:
                     continue
-                out.append(_info(rel_prefix + filename, st))
+                out.append(file_info(rel_prefix + filename, st))
         return out
 
     def _remove_stale_temp_sync(self, older_than: float, dry_run: bool) -> int:
@@ -560,57 +550,3 @@ class LocalBackend(Backend):
         return await anyio.to_thread.run_sync(
             self._remove_stale_temp_sync, older_than, dry_run, limiter=self.limiter
         )
-
-
-class _FileLock:
-    """``O_CREAT|O_EXCL`` lock file with a stale timeout (local CAS only)."""
-
-    def __init__(self, path: Path, timeout: float = 30.0, *, wait: bool = True) -> None:
-        self.path = path
-        self.timeout = timeout
-        self.wait = wait  # False: a busy lock is a lost race (PreconditionFailed)
-
-    def __enter__(self) -> None:
-        deadline = time.monotonic() + self.timeout
-        delay = 0.001
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._break_if_stale()
-                if not self.wait and tries > 1:  # one retry, after breaking a stale lock
-                    raise PreconditionFailed(
-                        f"{self.path.name} is held by another writer"
-                    ) from None
-                if not self.wait:
-                    continue
-                if time.monotonic() > deadline:
-                    raise BackendError(
-                        f"could not lock {self.path} within {self.timeout}s; "
-                        "delete it if no registry process is running"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 0.05)
-                continue
-            os.close(fd)
-            return
-
-    def _break_if_stale(self) -> None:
-        try:
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return
-        if age > STALE_LOCK_SECONDS:
-            # Rename first so two breakers cannot both delete a fresh lock.
-            victim = self.path.with_name(f"{self.path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
-            try:
-                os.rename(self.path, victim)
-                victim.unlink()
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
