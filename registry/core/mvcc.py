@@ -166,7 +166,10 @@ async def _stems_by_major(backend: Backend, name: str) -> dict[int, list[str]]:
 
 async def top_by_listing(backend: Backend, name: str) -> Version | None:
     """The greatest version key stored for ``name``, tombstones included."""
-    groups = await _stems_by_major(backend, name)
+    return _top(await _stems_by_major(backend, name))
+
+
+def _top(groups: dict[int, list[str]]) -> Version | None:
     if not groups:
         return None
     return max(
@@ -174,11 +177,14 @@ async def top_by_listing(backend: Backend, name: str) -> Version | None:
     )
 
 
-async def latest_by_listing(backend: Backend, name: str) -> tuple[Version, bytes] | None:
+async def latest_by_listing(
+    backend: Backend, name: str, groups: dict[int, list[str]] | None = None
+) -> tuple[Version, bytes] | None:
     """The greatest live version and its metadata file, reading from the top
     down past tombstones (usually one read). Only the top major's keys are
-    fully parsed."""
-    groups = await _stems_by_major(backend, name)
+    fully parsed. ``groups``: the name's listing, if already made."""
+    if groups is None:
+        groups = await _stems_by_major(backend, name)
     for major in sorted(groups, reverse=True):
         versions = [v for v in map(version_from_key, groups[major]) if v is not None]
         for version in sorted(versions, reverse=True):
@@ -209,8 +215,9 @@ async def latest_meta_bytes(
         data = await read_meta_bytes(backend, name, top.key)
         return (top, data) if data is not None else await latest_by_listing(backend, name)
     if top is None:
-        found = await latest_by_listing(backend, name)
-        stored = await top_by_listing(backend, name)  # tombstones count: not ``found``
+        groups = await _stems_by_major(backend, name)  # one listing for both
+        found = await latest_by_listing(backend, name, groups)
+        stored = _top(groups)  # tombstones count: not ``found``
         if stored is not None:
             await _advance_head(backend, name, stored)
         return found
