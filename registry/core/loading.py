@@ -30,6 +30,7 @@ from registry.core.cache import Cache
 from registry.core.fetching import check_entry, download, fetch_into_cache
 from registry.core.layout import objects_folder
 from registry.core.types import ObjectMeta, Verify
+from registry.core.verified import hash_checked
 from registry.exceptions import (
     PickleRefused,
     RegistryCorruptMetadata,
@@ -40,7 +41,6 @@ from registry.materializers.base import (
     MaterializerProtocol,
     check_load_options,
     entry_for,
-    hash_file,
     loads_untrusted_safely,
     needs_pickle,
 )
@@ -73,11 +73,15 @@ def object_class(meta: ObjectMeta, allow_pickle: bool, registered: Collection[st
     return safe_class(meta.object_class, registered)
 
 
-def _verify_folder(meta: ObjectMeta, folder: Path, where: str) -> None:
+def _verify_folder(meta: ObjectMeta, folder: Path, where: str, verify: Verify) -> None:
+    """Hash the folder's files against ``meta``; under "integrity" a file this
+    process hashed before and that is unchanged since is not read again
+    (core/verified.py); "full" always reads."""
+    remember = verify != "full"
     for rel in meta.files:
         path = folder / rel
         try:
-            actual = hash_file(path)
+            actual = hash_checked(path, remember=remember)
         except FileNotFoundError:
             raise RegistryIntegrityError(
                 f"{where}: artifact {rel} is missing; restore it or save the object again"
@@ -197,7 +201,7 @@ async def prefetch_files(backend: Backend, cache: Cache, meta: ObjectMeta, verif
         if not check or fresh:  # a fresh download was checked as it landed
             return
         try:
-            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+            await anyio.to_thread.run_sync(_verify_folder, meta, folder, where, verify)
         except RegistryIntegrityError:
             await anyio.to_thread.run_sync(cache.discard, meta.name, meta.uuid)
             logger.warning("%s: cached copy was damaged; fetched again", where)
@@ -205,7 +209,7 @@ async def prefetch_files(backend: Backend, cache: Cache, meta: ObjectMeta, verif
                 backend, cache, meta, where, offline=False, check=True
             )
             if not fresh:
-                await anyio.to_thread.run_sync(_verify_folder, meta, folder, where)
+                await anyio.to_thread.run_sync(_verify_folder, meta, folder, where, verify)
 
 
 async def _load_cached(
@@ -299,7 +303,9 @@ async def _load_verified(reading: _Reading, folder: Path, verify: Verify) -> Any
     async def check() -> None:
         nonlocal verify_error
         try:
-            await anyio.to_thread.run_sync(_verify_folder, reading.meta, folder, reading.where)
+            await anyio.to_thread.run_sync(
+                _verify_folder, reading.meta, folder, reading.where, verify
+            )
         except RegistryIntegrityError as exc:
             verify_error = exc
 
@@ -350,7 +356,7 @@ def _load_small_blob(reading: _Reading, folder: Path, verify: Verify) -> Any:
 
 def _load_folder(reading: _Reading, folder: Path, verify: Verify) -> Any:
     if verify != "none":
-        _verify_folder(reading.meta, folder, reading.where)
+        _verify_folder(reading.meta, folder, reading.where, verify)
     try:
         return reading.load(folder, reading.cls)
     except FileNotFoundError as exc:

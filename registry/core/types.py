@@ -76,8 +76,9 @@ class RegistrySettings(msgspec.Struct, kw_only=True):
     heads: bool = False
 
 
-#: what a load checks: "none", "integrity" (sha256 of every file), "full"
-#: (also re-read remote metadata past the cache); see core.loading
+#: what a load checks: "none", "integrity" (sha256 of every file, not read
+#: again while unchanged: core.verified), "full" (hash every time and re-read
+#: remote metadata past the cache); see core.loading
 Verify = Literal["none", "integrity", "full"]
 VERIFY_LEVELS = ("none", "integrity", "full")
 DEFAULT_INLINE_LIMIT = 64 * 1024
