@@ -3,8 +3,9 @@
 Parquet with pandas' schema metadata keeps the index, column names and
 dtypes (nullable ints, tz-aware datetimes, strings). What it does not keep
 exactly is recorded beside it in ``frame.json``: a RangeIndex (stored as
-metadata, not a column), categorical categories and their order, and
-whether the object was a Series. Before writing, the frame's first rows go
+metadata, not a column), categorical categories and their order, column
+labels that are not strings (``DataFrame(array)``'s 0, 1, 2: Parquet names
+columns with strings) and whether the object was a Series. Before writing, the frame's first rows go
 through the same path in memory and must come back equal: a frame Parquet
 cannot hold exactly (object columns of Python objects, ...) raises
 Unsupported, and the next candidate (pickle) takes it.
@@ -51,12 +52,24 @@ def _libs() -> tuple[Any, Any, Any]:
 
 def _layout(frame: Any, series: Any) -> dict[str, Any]:
     pd, _, _ = _libs()
-    layout: dict[str, Any] = {"series": None, "range_index": None, "categories": {}}
+    layout: dict[str, Any] = {
+        "series": None,
+        "range_index": None,
+        "categories": {},
+        "columns": None,
+    }
     if series is not None:
         layout["series"] = {"name": series.name}
     index = frame.index
     if isinstance(index, pd.RangeIndex):
         layout["range_index"] = [index.start, index.stop, index.step, index.name]
+    columns = frame.columns
+    if isinstance(columns, pd.RangeIndex):  # DataFrame(array), DataFrame()
+        layout["columns"] = {"range": [columns.start, columns.stop, columns.step]}
+    elif not isinstance(columns, pd.MultiIndex) and not all(isinstance(c, str) for c in columns):
+        layout["columns"] = {"labels": columns.tolist(), "dtype": str(columns.dtype)}
+    if layout["columns"] is not None:
+        layout["columns"]["name"] = columns.name
     for position, dtype in enumerate(frame.dtypes):
         if isinstance(dtype, pd.CategoricalDtype):
             categories = dtype.categories.tolist()
@@ -67,6 +80,25 @@ def _layout(frame: Any, series: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise Unsupported(f"the frame's layout cannot be recorded: {exc}") from exc
     return layout
+
+
+def _text_columns(frame: Any, layout: Mapping[str, Any]) -> Any:
+    """The frame as Parquet takes it: column names are strings there, so
+    labels that are not (recorded in the layout) are written as positions.
+    A shallow copy: the data is shared, the caller's frame is untouched."""
+    if layout["columns"] is None:
+        return frame
+    renamed = frame.copy(deep=False)
+    renamed.columns = [str(position) for position in range(len(frame.columns))]
+    return renamed
+
+
+def _column_labels(layout: Mapping[str, Any]) -> Any:
+    pd, _, _ = _libs()
+    columns = layout["columns"]
+    if "range" in columns:
+        return pd.RangeIndex(*columns["range"], name=columns["name"])
+    return pd.Index(columns["labels"], dtype=columns["dtype"], name=columns["name"])
 
 
 def _as_frame(obj: Any) -> tuple[Any, Any]:
@@ -121,6 +153,8 @@ def _restore(table: Any, layout: Mapping[str, Any]) -> Any:
         column = frame.columns[int(position)]
         dtype = pd.CategoricalDtype(categories, ordered=ordered)
         frame[column] = frame[column].astype(dtype)
+    if layout.get("columns") is not None:  # absent in frames saved before labels
+        frame.columns = _column_labels(layout)
     if layout["series"] is not None:
         series = frame["__series__"]
         series.name = layout["series"]["name"]
@@ -128,13 +162,16 @@ def _restore(table: Any, layout: Mapping[str, Any]) -> Any:
     return frame
 
 
-def _probe(frame: Any, series: Any, layout: Mapping[str, Any], schema: Any, keep: bool) -> None:
-    """Round-trip the first rows in memory: what does not come back equal
-    (values, dtypes, index, names) would not from the file either."""
+def _probe(
+    frame: Any, written: Any, series: Any, layout: Mapping[str, Any], schema: Any, keep: bool
+) -> None:
+    """Round-trip the first rows of ``written`` (the frame as Parquet takes it)
+    in memory: what does not come back equal to ``frame`` (values, dtypes,
+    index, names) would not from the file either."""
     _, pa, pq = _libs()
     head = frame.iloc[:PROBE_ROWS]
     buffer = io.BytesIO()
-    pq.write_table(_table(head, schema, keep), buffer)
+    pq.write_table(_table(written.iloc[:PROBE_ROWS], schema, keep), buffer)
     probe_layout = dict(layout)
     if layout["range_index"] is not None:
         index = head.index
@@ -182,17 +219,18 @@ class PandasMaterializer(Materializer):
         if frame.columns.has_duplicates:
             raise Unsupported("Parquet needs unique column names")
         layout = _layout(frame, series)
-        schema, keep_index = _schema_and_index(frame, layout)
-        _probe(frame, series, layout, schema, keep_index)
-        rows = _rows_per_group(frame)
+        written = _text_columns(frame, layout)
+        schema, keep_index = _schema_and_index(written, layout)
+        _probe(frame, written, series, layout, schema, keep_index)
+        rows = _rows_per_group(written)
         pa = _libs()[1]
         with pa.OSFile(str(folder / DATA), "wb") as sink:
             # hashed as it is written, on the other core
             hasher = FollowingHasher(folder / DATA)
             try:
                 with pq.ParquetWriter(sink, schema) as writer:
-                    for start in range(0, max(len(frame), 1), rows):
-                        chunk = frame.iloc[start : start + rows]
+                    for start in range(0, max(len(written), 1), rows):
+                        chunk = written.iloc[start : start + rows]
                         writer.write_table(_table(chunk, schema, keep_index))
             finally:
                 sink.close()

@@ -42,9 +42,18 @@ class SkopsMaterializer(Materializer):
             sio.dump(obj, folder / SKOPS)
         except Exception as exc:  # skops raises many kinds on what it cannot walk
             raise Unsupported(f"skops cannot store {type(obj).__qualname__}: {exc}") from exc
-        lost = [t for t in sio.get_untrusted_types(file=folder / SKOPS) if not _resolves(t)]
+        untrusted = sio.get_untrusted_types(file=folder / SKOPS)
+        lost = [t for t in untrusted if not _resolves(t)]
         if lost:  # lambdas, locals: skops writes their names but cannot find them again
             raise Unsupported(f"skops cannot rebuild {lost}")
+        if untrusted:
+            # skops rebuilds its default-trusted types (scikit-learn, numpy,
+            # scipy) by construction; others it may write and then refuse to
+            # build (a compiled regex): load once to find out now, not later.
+            try:
+                sio.load(folder / SKOPS, trusted=untrusted)
+            except Exception as exc:
+                raise Unsupported(f"skops cannot load back {untrusted}: {exc}") from exc
         return None
 
     def load(self, folder: Path, cls: type | None, *, trusted: Sequence[str] = ()) -> Any:

@@ -173,6 +173,30 @@ def range_frame() -> Any:
     return pd.DataFrame({"v": [0.5, 1.5, 2.5]}, index=pd.RangeIndex(5, 11, 2, name="r"))
 
 
+def array_frame() -> Any:
+    """DataFrame(array): its columns are 0, 1, 2 (a RangeIndex), not strings."""
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame(np.arange(12, dtype=np.int32).reshape(4, 3))
+
+
+def labelled_frame() -> Any:
+    """Column labels of mixed types, named, and a categorical among them."""
+    import pandas as pd
+
+    columns = pd.Index([3, "b", 2.5], dtype=object, name="feature")
+    return pd.DataFrame([[1, pd.NA, 0.5], [2, "x", 1.5]], columns=columns).astype(
+        {3: "int64", "b": "category", 2.5: "float64"}
+    )
+
+
+def empty_frame() -> Any:
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
 def series() -> Any:
     import pandas as pd
 
@@ -254,8 +278,28 @@ def float_image() -> Any:
     return image
 
 
+def animated_gif() -> Any:
+    """Three frames: a palette first frame, then RGB ones (as Pillow decodes GIFs)."""
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("P", (9, 7), colour) for colour in range(3)]
+    for frame in frames:
+        frame.putpalette([(i * 7) % 256 for i in range(768)])
+        frame.putpixel((4, 3), 5)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
 def same_image(a: Any, b: Any) -> bool:
-    return bool(a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes())
+    from PIL import ImageSequence
+
+    pairs = zip(ImageSequence.all_frames(a), ImageSequence.all_frames(b), strict=False)
+    return getattr(a, "n_frames", 1) == getattr(b, "n_frames", 1) and all(
+        x.mode == y.mode and x.size == y.size and x.tobytes() == y.tobytes() for x, y in pairs
+    )
 
 
 def sparse_matrix() -> Any:
@@ -423,12 +467,16 @@ CASES = [
     ),
     Case("dataframe", frame, same_pandas, "parquet", "pandas.PandasMaterializer"),
     Case("range-frame", range_frame, same_pandas, "parquet", "pandas.PandasMaterializer"),
+    Case("array-frame", array_frame, same_pandas, "parquet", "pandas.PandasMaterializer"),
+    Case("labelled-frame", labelled_frame, same_pandas, "parquet", "pandas.PandasMaterializer"),
+    Case("empty-frame", empty_frame, same_pandas, "parquet", "pandas.PandasMaterializer"),
     Case("series", series, same_pandas, "parquet", "pandas.PandasMaterializer"),
     Case("arrow-table", arrow_table, same_arrow, "arrow-ipc", "arrow.ArrowMaterializer"),
     Case("record-batch", record_batch, same_arrow, "arrow-ipc", "arrow.ArrowMaterializer"),
     Case("polars", polars_frame, same_polars, "arrow-ipc", "polars.PolarsMaterializer"),
     Case("jpeg-image", rgb_jpeg, same_image, "png", "images.ImageMaterializer"),
     Case("float-image", float_image, same_image, "tiff", "images.ImageMaterializer"),
+    Case("animated-gif", animated_gif, same_image, "tiff", "images.ImageMaterializer"),
     Case("sparse-matrix", sparse_matrix, same_sparse, "npz", "sparse.SparseMaterializer"),
     Case("sparse-array", sparse_array, same_sparse, "npz", "sparse.SparseMaterializer"),
     Case("onnx", onnx_model, same_proto, "onnx", "onnx.OnnxMaterializer"),

@@ -96,6 +96,22 @@ async def test_what_skops_cannot_walk_goes_to_joblib_as_pickle(
             await safe.load("model")
 
 
+async def test_what_skops_writes_but_cannot_load_goes_to_joblib(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    import re
+
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit(np.eye(3), np.arange(3.0))
+    model.pattern_ = re.compile("a+")  # skops writes a compiled regex, then refuses to build it
+    async with AsyncRegistry(tmp_path / "r") as reg:
+        await reg.save("model", model)
+        info = await _stored(reg, "model")
+        assert info["stored_as"] == {"format": "joblib"}
+        assert (await reg.load("model")).pattern_ == model.pattern_
+
+
 async def test_arrow_loads_memory_mapped(tmp_path: Path) -> None:
     pa = pytest.importorskip("pyarrow")
     table = pa.table({"x": list(range(1000)), "s": ["v"] * 1000})
@@ -132,4 +148,10 @@ async def test_image_records_its_source_format(tmp_path: Path) -> None:
     async with AsyncRegistry(tmp_path / "r") as reg:
         await reg.save("img", rgb_jpeg())
         stored = (await _stored(reg, "img"))["stored_as"]
-        assert stored == {"format": "png", "source_format": "JPEG", "mode": "RGB", "size": [32, 24]}
+        assert stored == {
+            "format": "png",
+            "source_format": "JPEG",
+            "mode": "RGB",
+            "size": [32, 24],
+            "frames": 1,
+        }

@@ -1,5 +1,5 @@
-"""Every type round-trips exactly on local disk and on S3 (moto), records its
-format, and loads from a registry that refuses pickle."""
+"""Every type round-trips exactly on local disk, S3 (moto) and GCS
+(fake-gcs), records its format, and loads from a registry that refuses pickle."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from tests.materializers.cases import CASES, Case
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["local", "moto"])
+@pytest.fixture(params=["local", "moto", "gcs"])
 def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Backend]:
     if request.param == "local":
         return lambda: LocalBackend(tmp_path / "registry")
-    target: Target = request.getfixturevalue("moto_target")
+    target: Target = request.getfixturevalue(f"{request.param}_target")
     prefix = f"m-{tmp_path.name}"
     return lambda: target.backend(prefix=prefix)
 
