@@ -31,6 +31,7 @@ from registry.materializers.base import (
     MaterializerProtocol,
     Unsupported,
     describe,
+    durable_writes,
     entry_for,
     hash_file,
     uses_pickle,
@@ -132,10 +133,15 @@ def _cache_blob(cache: Cache, name: str, uuid: str, filename: str, data: bytes) 
 
 
 def _materialize(
-    materializer: MaterializerProtocol, obj: Any, folder: Path
+    materializer: MaterializerProtocol, obj: Any, folder: Path, durable: bool = False
 ) -> dict[str, FileEntry]:
+    """``durable``: the caller fsyncs the files next (writing in place)."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = dict(materializer.save(obj, folder) or {})
+    if durable:
+        with durable_writes():
+            files = dict(materializer.save(obj, folder) or {})
+    else:
+        files = dict(materializer.save(obj, folder) or {})
     for dirpath, _dirs, filenames in os.walk(folder):
         for filename in filenames:
             path = Path(dirpath) / filename
@@ -156,7 +162,7 @@ async def _write_folder(
     prefix = objects_folder(name, uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
-        files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place)
+        files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place, True)
         await backend.flush([f"{prefix}/{rel}" for rel in files])
         return files
     # Materialize into the cache's temp area (or a temp folder), upload from
