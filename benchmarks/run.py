@@ -48,6 +48,7 @@ from benchmarks.dataloader import bench_dataloader
 from benchmarks.frameworks import bench_pandas, bench_torch
 from benchmarks.imports import bench_imports
 from benchmarks.local import bench_async, bench_batch, bench_file, bench_numpy, bench_single
+from benchmarks.onnx_model import bench_onnx
 from benchmarks.remote import bench_gcs, bench_s3
 from benchmarks.requests import bench_requests
 from benchmarks.scale import bench_scale
@@ -68,6 +69,7 @@ GROUPS: dict[str, tuple[Callable[[Config], list[Result]], str]] = {
     "gcs": (bench_gcs, "fake-gcs-server on 127.0.0.1 vs raw gcloud-aio-storage"),
     "torch": (bench_torch, "256 MiB tensor vs safetensors save_file/load_file, peak memory"),
     "pandas": (bench_pandas, "256 MiB DataFrame vs to_parquet/read_parquet, peak memory"),
+    "onnx": (bench_onnx, "a 2.2 GB ONNX model (external data) vs onnx.save_model/load_model"),
     "dataloader": (bench_dataloader, "DataLoader, 4 workers, small objects on SeaweedFS vs raw"),
 }
 # --quick without --only: batch small objects, the concurrency sweep and scale, local disk
@@ -76,7 +78,7 @@ QUICK_GROUPS = ("batch", "concurrency", "scale")
 ONE_PROCESS = frozenset({"requests", "import"})
 # large objects and their own servers: minutes per process, so two processes
 # (each already several alternating rounds) keep a full run near an hour
-HEAVY = frozenset({"file", "numpy", "torch", "pandas", "s3", "gcs", "dataloader", "cache"})
+HEAVY = frozenset({"file", "numpy", "torch", "pandas", "onnx", "s3", "gcs", "dataloader", "cache"})
 DEFAULT_PROCS = 3
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent

@@ -28,7 +28,9 @@ class OnnxMaterializer(Materializer):
     external_data_bytes: ClassVar[int] = 1024**3
 
     def _external(self, obj: Any) -> bool:
-        return int(obj.ByteSize()) > self.external_data_bytes
+        # Not obj.ByteSize(): protobuf's upb serializes the whole model to
+        # count it (0.5 s per 130 MB) and raises past 2 GiB.
+        return tensor_bytes(obj.graph) > self.external_data_bytes
 
     def describe(self, obj: Any) -> Mapping[str, Any]:
         return {"format": "onnx", "external_data": self._external(obj)}
@@ -57,6 +59,37 @@ class OnnxMaterializer(Materializer):
         model = _onnx().load_model(folder / MODEL, load_external_data=True)
         _clear_default_locations(model.graph)
         return model
+
+
+def _graph_tensors(graph: Any) -> list[Any]:
+    """Every TensorProto in ``graph``: initializers, node attributes, subgraphs."""
+    tensors = list(graph.initializer)
+    tensors.extend(sparse.values for sparse in graph.sparse_initializer)
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors.extend([attribute.t, *attribute.tensors])
+            for subgraph in [attribute.g, *attribute.graphs]:
+                tensors.extend(_graph_tensors(subgraph))
+    return tensors
+
+
+def tensor_bytes(graph: Any) -> int:
+    """The tensors' data size, from their shapes and types (reading
+    ``raw_data`` would copy it)."""
+    helper = _onnx().helper
+    total = 0
+    for tensor in _graph_tensors(graph):
+        if tensor.data_type == _onnx().TensorProto.STRING:
+            total += sum(len(s) for s in tensor.string_data)
+            continue
+        if not tensor.data_type:  # an unset attribute tensor
+            continue
+        count = 1
+        for dim in tensor.dims:
+            count *= dim
+        itemsize = helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        total += count * itemsize
+    return total
 
 
 def _clear_default_locations(graph: Any) -> None:
