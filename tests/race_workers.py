@@ -261,6 +261,41 @@ def reader(where: Where, barrier: Any, stop: Any, out: str, verify: Verify = "in
     run_reporting(out, main)
 
 
+def spaced_saver(where: Where, count: int, gap: float, barrier: Any, out: str) -> None:
+    """``count`` auto-increment saves of "race:spaced" (object = its index),
+    each after ``gap`` seconds of quiet; reports [(index, monotonic time the
+    save returned)]."""
+
+    async def main() -> list[list[float]]:
+        done: list[list[float]] = []
+        async with open_registry(where, version_objects=True) as reg:
+            barrier.wait(BARRIER_TIMEOUT)
+            for i in range(count):
+                await asyncio.sleep(gap)
+                await reg.save("race:spaced", i)
+                done.append([i, time.monotonic()])
+        return done
+
+    run_reporting(out, main)
+
+
+def latest_reader(where: Where, barrier: Any, stop: Any, out: str) -> None:
+    """Load the latest "race:spaced" until ``stop`` is set; reports, per value
+    seen, the monotonic time the last load that returned it started."""
+
+    async def main() -> dict[str, float]:
+        last_start: dict[str, float] = {}
+        async with open_registry(where, version_objects=True) as reg:
+            barrier.wait(BARRIER_TIMEOUT)
+            while not stop.is_set():
+                started = time.monotonic()
+                value = await reg.load("race:spaced")
+                last_start[str(value)] = started
+        return last_start
+
+    run_reporting(out, main)
+
+
 def janitor_loop(where: Where, grace: float, barrier: Any, stop: Any, out: str) -> None:
     """Run the janitor back to back until ``stop`` is set."""
 

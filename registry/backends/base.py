@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,6 +167,13 @@ class Backend(ABC):
 
         The core then writes artifacts in place and reads them without copying.
         """
+        return None
+
+    def folder_stamp(self, prefix: str) -> Hashable | None:
+        """A value that changes whenever a file directly under the folder
+        ``prefix`` is created, replaced or removed, read without waiting
+        (no request); None when the backend cannot tell cheaply, or not yet.
+        Lets a reader reuse what it worked out from the folder's files."""
         return None
 
     async def flush(self, keys: Sequence[str]) -> None:  # noqa: B027 - optional hook

@@ -57,6 +57,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 _COPY_CHUNK = 8 * 1024 * 1024
 INLINE_READ_BYTES = 256 * 1024
+# A folder unchanged for this long has a timestamp no later change can repeat.
+_SETTLED_NS = 1_000_000_000
 
 
 def _debug_start() -> float | None:
@@ -527,11 +529,28 @@ class LocalBackend(Backend):
         # keep the mtime. So only remember folders that were already settled
         # (unchanged for a second) when scanned; a later change then always
         # shows as a new mtime.
-        if time.time_ns() - mtime_ns > 1_000_000_000:
+        if time.time_ns() - mtime_ns > _SETTLED_NS:
             if len(self._children_cache) > 4096:
                 self._children_cache.clear()
             self._children_cache[base] = (mtime_ns, keys)
         return keys
+
+    def folder_stamp(self, prefix: str) -> tuple[int, int, int] | None:
+        """The folder's (inode, mtime, ctime) once it has been unchanged for
+        a second (the argument of ``_list_children_sync``: a later change
+        then always shows as a new time); None before that, when it is
+        missing, or without ``inline_reads`` (a stat could stall)."""
+        if not self.inline_reads:
+            return None
+        try:
+            st = os.stat(self._fspath(prefix.rstrip("/")))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        # ctime: moved by every change to the folder's entries, and unlike
+        # mtime it cannot be set back by hand.
+        if time.time_ns() - st.st_ctime_ns <= _SETTLED_NS:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
 
     async def list_children(self, prefix: str) -> Sequence[str]:
         if self.inline_reads:

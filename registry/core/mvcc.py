@@ -15,7 +15,7 @@ version in flight or deleted.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -205,6 +205,35 @@ async def latest_meta_bytes(
     ``headed``: the registry kept heads from its creation, so a name without
     one has no explicit versions, only auto-increment numbers from 1.
     """
+    # Stamp first, then resolve: a change after the stamp moves the stamp,
+    # so the memo below can never pair a stamp with an older answer.
+    stamp = backend.folder_stamp(meta_prefix(name))
+    if stamp is not None:
+        memo = _latest.get((backend.uri, name))
+        if memo is not None and memo[0] == stamp:
+            # No version file of the name was created, replaced or removed
+            # since ``memo[1]`` was found to be its greatest live version.
+            data = await read_meta_bytes(backend, name, memo[1].key)
+            if data is not None:
+                return memo[1], data
+    found = await _latest_meta_bytes(backend, name, headed)
+    if stamp is not None and found is not None:
+        if len(_latest) >= _LATEST_LIMIT:
+            _latest.clear()
+        _latest[(backend.uri, name)] = (stamp, found[0])
+    return found
+
+
+# (backend uri, name) -> (folder stamp of meta/<name>/, greatest live version
+# then): a repeated "latest" of a settled name costs one stat, not the head
+# read and the probe above it.
+_latest: dict[tuple[str, str], tuple[Hashable, Version]] = {}
+_LATEST_LIMIT = 65_536
+
+
+async def _latest_meta_bytes(
+    backend: Backend, name: str, headed: bool
+) -> tuple[Version, bytes] | None:
     exists, top = await heads.read(backend, name)
     if top is None and headed and not exists:
         last = await heads.top_of_run(backend, name, 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Sequence
 from pathlib import Path
 
 from registry.backends.base import Backend, FileInfo, PutMode
@@ -79,6 +79,9 @@ class CountingBackend(Backend):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    def folder_stamp(self, prefix: str) -> Hashable | None:
+        return self.inner.folder_stamp(prefix)  # a stat, not a request: not counted
 
     def local_path(self, key: str) -> Path | None:
         # A local store is read in place, as the registry would read it; one
