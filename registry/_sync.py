@@ -124,12 +124,13 @@ class Registry:
         self.close()
 
     def _run(self, coro: Coroutine[Any, Any, T], batch: bool = False) -> T:
-        """Run a reading call for this thread: on a loop of its own when the
-        backend allows and no loop runs here, else on the runner. Writes and
-        batches always go to the runner, whose worker threads (fsync, parallel
-        loads) stay warm: on a loop that lives for one call, anyio would start
-        a thread each time. A single read on the own loop does its blocking
-        work inline (``on_own_loop``): this thread waits for it anyway."""
+        """Run a single call for this thread: on a loop of its own when the
+        backend allows and no loop runs here, else on the runner. Batches
+        always go to the runner, whose worker threads (fsync, parallel loads)
+        stay warm: on a loop that lives for one call, anyio would start a
+        thread each time. A single call on the own loop does its blocking
+        work inline (``on_own_loop``): this thread waits for it anyway, so a
+        small save or load costs no thread wake-up."""
         if self._here and not batch and can_run_here():
             return get_runner().run_here(coro)
         return get_runner().run(coro)
@@ -176,7 +177,7 @@ class Registry:
         progress: Progress | None = None,
     ) -> str | BatchResult[str]:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
-        result: str | BatchResult[str] = get_runner().run(
+        result: str | BatchResult[str] = self._run(
             areg.save(
                 name,
                 obj,
@@ -185,7 +186,8 @@ class Registry:
                 materializer=materializer,
                 on_conflict=on_conflict,
                 progress=progress,
-            )
+            ),
+            isinstance(name, list),
         )
         return result
 

@@ -43,6 +43,10 @@ class Backend(ABC):
     uri: str
     #: Remote backends get a local cache in front of them (DESIGN §7).
     is_remote: bool = False
+    #: How many auto-increment numbers a name's head may fall behind before
+    #: a saver or reader writes it again (core/heads.py). 1: after every
+    #: save. More where probing a number costs far less than writing a file.
+    head_slack: int = 1
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         if concurrency < 1:

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from registry._runner import on_own_loop
 from registry.backends.base import Backend
 from registry.core.cache import Cache
 from registry.core.fanout import fanout
@@ -112,7 +113,7 @@ async def _write_with(
     if isinstance(materializer, BlobMaterializer):
         estimate = materializer.estimate_size(obj)
         if estimate is None or estimate <= STREAM_BYTES:
-            if estimate is not None and estimate <= ON_LOOP_BYTES:
+            if (estimate is not None and estimate <= ON_LOOP_BYTES) or on_own_loop():
                 data = materializer.dumps(obj)
             else:
                 data = await anyio.to_thread.run_sync(materializer.dumps, obj)
@@ -162,7 +163,10 @@ async def _write_folder(
     prefix = objects_folder(name, uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
-        files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place, True)
+        if on_own_loop():  # the caller's thread waits for this call alone: no hop
+            files = _materialize(materializer, obj, in_place, True)
+        else:
+            files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place, True)
         await backend.flush([f"{prefix}/{rel}" for rel in files])
         return files
     # Materialize into the cache's temp area (or a temp folder), upload from

@@ -15,6 +15,11 @@ files are), and it is kept without a lock:
   (a writer only steps past numbers that exist; deleted versions stay as
   tombstones). A reader finds the run's top by probing: one ``head`` request
   when the head is current, O(log k) when it lags by k.
+- Where a probe is much cheaper than a head write (``Backend.head_slack`` >
+  1: local disk), an auto-increment saver probes to the run's top before
+  claiming, and the head is only written once it lags by ``head_slack``
+  numbers or more. That only adds lag, which the argument above already
+  allows for: it changes what a read costs, never what it finds.
 
 A name whose head is missing or unreadable (written before heads existed,
 copied without them) is served by a listing, which also rebuilds the head.
@@ -104,6 +109,12 @@ async def write(
         return False
     _known(backend).rise(name, top)
     return True
+
+
+def lags(backend: Backend, top: Version | None, found: Version) -> bool:
+    """Whether a head at ``top`` (None: none yet, a new name's) is far enough
+    behind the version ``found`` above it to be written now."""
+    return found.major - (0 if top is None else top.major) >= backend.head_slack
 
 
 def next_number(top: Version | None) -> int:

@@ -240,7 +240,8 @@ async def _latest_meta_bytes(
         if last is None:
             return None
         top = Version(str(last))
-        await _advance_head(backend, name, top)  # its saver died before creating it
+        if heads.lags(backend, None, top):  # not created yet (slack), or its saver died
+            await _advance_head(backend, name, top)
         data = await read_meta_bytes(backend, name, top.key)
         return (top, data) if data is not None else await latest_by_listing(backend, name)
     if top is None:
@@ -259,7 +260,8 @@ async def _latest_meta_bytes(
     else:
         above = await heads.probe_above(backend, name, top)
         data = await read_meta_bytes(backend, name, above.key)
-    if above != top:  # the head lags (a crash, lost swaps): bring it up for the next reader
+    if above != top and heads.lags(backend, top, above):
+        # the head lags (slack, a crash, lost swaps): bring it up for the next reader
         await _advance_head(backend, name, above)
     if data is not None:
         return above, data
@@ -331,6 +333,8 @@ async def commit_auto(
         number = 1
     else:
         number = heads.next_number(await top_by_listing(backend, name))
+    if backend.head_slack > 1:  # the head may lag: probe past the run (cheap) before claiming
+        number = (await heads.top_of_run(backend, name, number) or number - 1) + 1
     lost = 0
     while True:
         version = str(number)
@@ -347,8 +351,13 @@ async def commit_auto(
                     number = max(number, heads.next_number(top))
                 elif head is None and headed:
                     number = max(number, (await heads.top_of_run(backend, name, 1) or 0) + 1)
-    # The head follows as a hint; losing this swap to another writer is fine.
-    await heads.write(backend, name, Version(version), over=head, durable=False)
+    # The head follows as a hint, once it lags by the backend's slack (and
+    # always when missing in an older registry or unreadable: a repair);
+    # losing this swap to another writer is fine.
+    claimed = Version(version)
+    known = head.top if head is not None else None
+    if (known is None and not (head is None and headed)) or heads.lags(backend, known, claimed):
+        await heads.write(backend, name, claimed, over=head, durable=False)
     return version
 
 
