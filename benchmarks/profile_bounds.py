@@ -1,10 +1,13 @@
-"""What bounds a small load: per-call floors beside the loads themselves.
+"""What bounds small loads and batch saves: per-call floors beside them.
 
 ``python -m benchmarks.profile_bounds`` times, alternately in one process,
 the raw read+decode of a small JSON file, the registry's small loads (async,
 and sync on the caller's own loop and across to the runner thread), and the
 empty calls underneath them: an empty coroutine run on a thread's own loop
-and across to the runner thread, and one yield to the loop (a checkpoint).
+and across to the runner thread, and one yield to the loop (a checkpoint). For batch saves of new names, per
+item: the raw durable writes from 32 threads (the batch group's baseline),
+the registry's batch save, and the same with ``fsync=False`` (no disk
+waits: what the registry's own work costs per item).
 Each figure is the median over rounds of microseconds per call, in wall time
 and in CPU time of the whole process (steadier on a busy machine: time spent
 waiting for a core does not count).
@@ -20,11 +23,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
 
-from benchmarks.local import small_object
+from benchmarks.local import RAW_THREADS, raw_save_pool, small_object
 
 
 def _measure(step: Callable[[], None], n: int) -> tuple[float, float]:
@@ -44,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from registry import Registry
     from registry._runner import get_runner
+    from registry.backends.local import LocalBackend
 
     root = Path(tempfile.mkdtemp(prefix="registry-bounds-"))
     n = args.n
@@ -59,6 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = [raw / f"{i}.json" for i in range(n)]
         time.sleep(1.1)  # settled folders, as a registry saved earlier
         areg = reg.async_registry
+        no_fsync = Registry(backend=LocalBackend(root / "no-fsync", fsync=False))
+        pool = ThreadPoolExecutor(max_workers=RAW_THREADS)
+        batches = {"i": 0}
+
+        def fresh(tag: str) -> list[str]:
+            batches["i"] += 1
+            return [f"{tag}-{batches['i']}-{i}" for i in range(n)]
+
+        def raw_pool() -> None:
+            raw_save_pool(root / "pool" / str(batches["i"]), objs, pool)
+            batches["i"] += 1
+
+        (root / "pool").mkdir()
         runner = get_runner()
         own = asyncio.new_event_loop()
         decode = msgspec.json.Decoder().decode
@@ -102,11 +120,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 n,
             ),
             "batch load of all (sync)": (lambda: reg.load(names), 1),
+            f"raw durable write, {RAW_THREADS} threads": (raw_pool, 1),
+            "batch save, new names (sync)": (lambda: reg.save(fresh("b"), objs), 1),
+            "batch save, new names, fsync=False": (
+                lambda: no_fsync.save(fresh("f"), objs),
+                1,
+            ),
             "empty call, own loop": (lambda: own.run_until_complete(empty()), n),
             "empty call, runner thread": (lambda: runner.run(empty()), n),
             "one yield (checkpoint), own loop": (lambda: own.run_until_complete(one_yield()), n),
         }
-        per_op = {"async load, version='1'", "async load, latest", "batch load of all (sync)"}
+        per_op = {
+            "async load, version='1'",
+            "async load, latest",
+            "batch load of all (sync)",
+            f"raw durable write, {RAW_THREADS} threads",
+            "batch save, new names (sync)",
+            "batch save, new names, fsync=False",
+        }
         samples: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
         for round_ in range(args.rounds):
             order = list(cases) if round_ % 2 == 0 else list(reversed(cases))
@@ -116,11 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if label in per_op:  # one call did n loads
                     wall, cpu = wall / n, cpu / n
                 samples[label].append((wall, cpu))
-        raw_wall = statistics.median(w for w, _ in samples["raw read+decode"])
-        raw_cpu = statistics.median(c for _, c in samples["raw read+decode"])
+        raw_write = f"raw durable write, {RAW_THREADS} threads"
+        saves = {raw_write, "batch save, new names (sync)", "batch save, new names, fsync=False"}
         print(f"{'per call (median of ' + str(args.rounds) + ' rounds)':<42} {'wall us':>8} "
               f"{'cpu us':>8}  {'raw/this wall':>13} {'cpu':>5}")  # fmt: skip
         for label, pairs in samples.items():
+            # loads against the raw read, batch saves against the raw durable writes
+            raw = samples[raw_write if label in saves else "raw read+decode"]
+            raw_wall = statistics.median(w for w, _ in raw)
+            raw_cpu = statistics.median(c for _, c in raw)
             wall = statistics.median(w for w, _ in pairs)
             cpu = statistics.median(c for _, c in pairs)
             print(
@@ -128,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{raw_cpu / cpu * 100:4.0f}%"
             )
         own.close()
+        pool.shutdown()
+        no_fsync.close()
         reg.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
