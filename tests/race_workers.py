@@ -398,7 +398,7 @@ def die_at(root: str, point: str, name: str, size: int) -> None:
             data: bytes | None,
             src: Path | None,
             durable: bool = True,
-        ) -> tuple[Path, list[Path]]:
+        ) -> tuple[Path, list[Path], os.stat_result]:
             written = original(self, path, data, src, durable)
             if path.relative_to(self.root).parts[0] == folder:
                 sigkill_self()

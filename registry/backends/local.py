@@ -21,7 +21,6 @@ import os
 import shutil
 import stat
 import time
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
@@ -42,6 +41,7 @@ from registry.backends.local_files import (
     fsync_dir,
     is_temp_name,
     stat_etag,
+    temp_name,
 )
 from registry.exceptions import BackendError, ObjectNotFound, PreconditionFailed
 
@@ -182,7 +182,7 @@ class LocalBackend(Backend):
             created.append(folder)
 
     def _open_temp(self, path: Path, created: list[Path]) -> tuple[Path, int]:
-        tmp = path.with_name(f".{path.name}{TEMP_MARKER}{uuid.uuid4().hex}")
+        tmp = path.with_name(temp_name(path.name))
         for _attempt in range(100):
             try:
                 self._ensure_parent(path, created)
@@ -195,10 +195,11 @@ class LocalBackend(Backend):
 
     def _write_temp(
         self, path: Path, data: bytes | None, src: Path | None, durable: bool = True
-    ) -> tuple[Path, list[Path]]:
+    ) -> tuple[Path, list[Path], os.stat_result]:
         """The content in a temp file beside ``path``, fsynced unless not
-        ``durable``, and the folders created for it (``_publish`` syncs them
-        into their parents)."""
+        ``durable``, the folders created for it (``_publish`` syncs them
+        into their parents) and its stat (a link or rename keeps its inode,
+        size and mtime: the etag of the published key)."""
         created: list[Path] = []
         tmp, fd = self._open_temp(path, created)
         try:
@@ -214,12 +215,13 @@ class LocalBackend(Backend):
                             view = view[os.write(fd, view) :]
             if self.fsync and durable:
                 os.fsync(fd)
+            st = os.fstat(fd)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
         os.close(fd)
-        return tmp, created
+        return tmp, created, st
 
     def _publish(
         self,
@@ -228,6 +230,7 @@ class LocalBackend(Backend):
         tmp: Path,
         mode: PutMode,
         created: list[Path],
+        st: os.stat_result,
         durable: bool = True,
     ) -> FileInfo:
         try:
@@ -253,7 +256,7 @@ class LocalBackend(Backend):
             for folder in dict.fromkeys(created):
                 fsync_dir(folder.parent)
             fsync_dir(path.parent)
-        return file_info(key, path.stat())
+        return file_info(key, st)
 
     def _put_sync(
         self,
@@ -265,9 +268,9 @@ class LocalBackend(Backend):
         durable: bool = True,
     ) -> FileInfo:
         path = self._path(key)
-        tmp, created = self._write_temp(path, data, src, durable)
+        tmp, created, st = self._write_temp(path, data, src, durable)
         if if_match is None:
-            return self._publish(key, path, tmp, mode, created, durable)
+            return self._publish(key, path, tmp, mode, created, st, durable)
         try:
             # A hint write never waits: someone else is updating it.
             with FileLock(path.with_name(f".{path.name}{LOCK_SUFFIX}"), wait=durable):
@@ -277,7 +280,7 @@ class LocalBackend(Backend):
                     current = None
                 if current != if_match:
                     raise PreconditionFailed(f"{key} changed (expected etag {if_match})")
-                return self._publish(key, path, tmp, "overwrite", created, durable)
+                return self._publish(key, path, tmp, "overwrite", created, st, durable)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ and broken when its holder died)."""
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import time
 import uuid
@@ -17,6 +18,25 @@ from registry.exceptions import BackendError, PreconditionFailed
 TEMP_MARKER = ".tmp-"
 LOCK_SUFFIX = ".lock"
 STALE_LOCK_SECONDS = 10.0
+
+
+def temp_name(filename: str) -> str:
+    """A hidden temp-file name beside ``filename``, unique across threads and
+    processes without a random read per call: a random token per process
+    (renewed in a forked child) and a counter."""
+    return f".{filename}{TEMP_MARKER}{_token}{next(_counter):x}"
+
+
+def _renew_token() -> None:
+    global _token, _counter
+    _token = uuid.uuid4().hex
+    _counter = itertools.count()
+
+
+_token = ""
+_counter = itertools.count()
+_renew_token()
+os.register_at_fork(after_in_child=_renew_token)
 
 
 def is_temp_name(filename: str) -> bool:

@@ -325,3 +325,24 @@ async def test_process_race_create_and_cas(local: LocalBackend) -> None:
     assert set(files) == {"race/key", "race/counter"}
     leftovers = [n for n in os.listdir(local.root / "race") if is_internal(n)]
     assert leftovers == []
+
+
+def test_temp_names_are_unique_across_threads_and_forked_children() -> None:
+    """Temp names come from a per-process token and a counter (no random read
+    per write); a forked child gets a token of its own, or its temp files
+    could collide with its parent's (O_EXCL would fail the write)."""
+    from registry.backends.local_files import is_temp_name, temp_name
+
+    names = [temp_name("1.json") for _ in range(1000)]
+    assert len(set(names)) == 1000 and all(is_temp_name(n) for n in names)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report a name and leave at once
+        os.write(write, temp_name("1.json").encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    os.close(read)
+    os.close(write)
+    token = len(".1.json" + TEMP_MARKER) + 32
+    assert child[:token] != temp_name("1.json")[:token]
