@@ -96,6 +96,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def one_yield() -> None:
             await asyncio.sleep(0)
 
+        def nothing() -> None:
+            return None
+
+        async def hops() -> None:
+            # n worker-thread hops, RAW_THREADS at once: a batch save's one
+            # hop per item (its durable put), without the work
+            import anyio
+            import anyio.to_thread
+
+            limiter = anyio.CapacityLimiter(RAW_THREADS)
+
+            async def hopper(count: int) -> None:
+                for _ in range(count):
+                    await anyio.to_thread.run_sync(nothing, limiter=limiter)
+
+            async with anyio.create_task_group() as tg:
+                for k in range(RAW_THREADS):
+                    tg.start_soon(hopper, n // RAW_THREADS + (k < n % RAW_THREADS))
+
         async def async_loop(version: str) -> None:
             for name in names:
                 await areg.load(name, version=version)
@@ -129,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "empty call, own loop": (lambda: own.run_until_complete(empty()), n),
             "empty call, runner thread": (lambda: runner.run(empty()), n),
             "one yield (checkpoint), own loop": (lambda: own.run_until_complete(one_yield()), n),
+            f"worker-thread hop, {RAW_THREADS} at once": (
+                lambda: own.run_until_complete(hops()),
+                1,
+            ),
         }
         per_op = {
             "async load, version='1'",
@@ -137,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"raw durable write, {RAW_THREADS} threads",
             "batch save, new names (sync)",
             "batch save, new names, fsync=False",
+            f"worker-thread hop, {RAW_THREADS} at once",
         }
         samples: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
         for round_ in range(args.rounds):
@@ -148,7 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     wall, cpu = wall / n, cpu / n
                 samples[label].append((wall, cpu))
         raw_write = f"raw durable write, {RAW_THREADS} threads"
-        saves = {raw_write, "batch save, new names (sync)", "batch save, new names, fsync=False"}
+        saves = {
+            raw_write,
+            "batch save, new names (sync)",
+            "batch save, new names, fsync=False",
+            f"worker-thread hop, {RAW_THREADS} at once",
+        }
         print(f"{'per call (median of ' + str(args.rounds) + ' rounds)':<42} {'wall us':>8} "
               f"{'cpu us':>8}  {'raw/this wall':>13} {'cpu':>5}")  # fmt: skip
         for label, pairs in samples.items():
