@@ -491,7 +491,8 @@ class LocalBackend(Backend):
     ) -> FileInfo:
         # Not fsynced, but still a file created and renamed: on a busy disk
         # that blocks for a millisecond, which a batch's other saves would
-        # wait out on the event loop. So a worker thread, like put.
+        # wait out on the event loop. So a worker thread, like put (inline on
+        # the caller's own loop, where nothing else waits).
         work = self._blocking(
             partial(self._put_sync, key, data, None, mode, if_match, durable=False)
         )
