@@ -11,6 +11,7 @@ fanout.py); aliases, retention and find come from the Lifecycle mixin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -135,6 +136,10 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         if not self.offline:  # offline, the backend was never opened
             await self.backend.aclose()
 
+    def _batch(self) -> contextlib.AbstractContextManager[None]:
+        """The metadata a batch caches lands in one file (core/cache_packs.py)."""
+        return self._cache.batch() if self._cache is not None else contextlib.nullcontext()
+
     async def _open(self) -> RegistrySettings:
         return await self._stored.open()
 
@@ -214,7 +219,8 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
             async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
                 return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
 
-            saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            with self._batch():
+                saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
             return skip_existing(saved) if on_conflict == "skip" else saved
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str for a single save (lists are for batches)")
@@ -319,12 +325,13 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         """
         level = check_verify(verify or self.verify)
         if isinstance(name, list):
-            return await self._each(
-                name,
-                version,
-                lambda n, v: self._load_one(n, v or LATEST, level, options),
-                progress,
-            )
+            with self._batch():
+                return await self._each(
+                    name,
+                    version,
+                    lambda n, v: self._load_one(n, v or LATEST, level, options),
+                    progress,
+                )
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
         return await self._load_one(name, version, level, options)
