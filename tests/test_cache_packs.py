@@ -158,3 +158,11 @@ def test_a_single_write_after_a_pack_wins_and_a_pack_after_a_file(tmp_path: Path
             cache.write_meta("m", str(i), b"again")
     assert cache.read_meta("m", "0") == b"again"
     assert cache.cached_versions() == {"m": [str(i) for i in range(PACK_MIN)]}
+
+
+def test_a_batch_prefetch_packs_too(saved: CountingBackend, tmp_path: Path) -> None:
+    reg = _cold(saved, tmp_path / "cache")
+    assert reg.prefetch(NAMES, version="1").results == ["1"] * len(NAMES)
+    assert len(_packs(tmp_path / "cache")) == 1 and _meta_files(tmp_path / "cache") == []
+    offline = _cold(saved, tmp_path / "cache", offline=True)
+    assert offline.load(NAMES, version="1").results == [n.encode() for n in NAMES]

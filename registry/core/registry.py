@@ -275,13 +275,15 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         progress: Progress | None = None,
     ) -> BatchResult[R]:
         """Run ``one(name, version)`` for a batch, ``version`` broadcast or one
-        per name, at most the backend's concurrency at once."""
+        per name, at most the backend's concurrency at once; the metadata it
+        caches lands in one file."""
         items = list(zip(names, per_item(version, len(names), "version"), strict=True))
 
         async def run(item: tuple[str, Any]) -> R:
             return await one(*item)
 
-        return await fanout(run, items, limit=self.backend.concurrency, progress=progress)
+        with self._batch():
+            return await fanout(run, items, limit=self.backend.concurrency, progress=progress)
 
     # -- load ------------------------------------------------------------------
 
@@ -325,13 +327,12 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         """
         level = check_verify(verify or self.verify)
         if isinstance(name, list):
-            with self._batch():
-                return await self._each(
-                    name,
-                    version,
-                    lambda n, v: self._load_one(n, v or LATEST, level, options),
-                    progress,
-                )
+            return await self._each(
+                name,
+                version,
+                lambda n, v: self._load_one(n, v or LATEST, level, options),
+                progress,
+            )
         if not isinstance(version, str):
             raise TypeError("version must be a str for a single load (lists are for batches)")
         return await self._load_one(name, version, level, options)
