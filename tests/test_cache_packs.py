@@ -166,3 +166,16 @@ def test_a_batch_prefetch_packs_too(saved: CountingBackend, tmp_path: Path) -> N
     assert len(_packs(tmp_path / "cache")) == 1 and _meta_files(tmp_path / "cache") == []
     offline = _cold(saved, tmp_path / "cache", offline=True)
     assert offline.load(NAMES, version="1").results == [n.encode() for n in NAMES]
+
+
+def test_a_pack_cut_short_is_ignored(tmp_path: Path) -> None:
+    cache = Cache(tmp_path, "s3://bucket/cut")
+    with cache.batch():
+        for i in range(PACK_MIN):
+            cache.write_meta("m", str(i), b"packed")
+    (pack,) = _packs(tmp_path)
+    pack.write_bytes(pack.read_bytes()[:-5])  # its table's end is gone
+    fresh = Cache(tmp_path, "s3://bucket/cut")  # another process's view
+    assert fresh.read_meta("m", "0") is None and fresh.cached_versions() == {}
+    fresh.drop_meta("m", "0")  # nothing to drop: returns
+    assert pack.exists()

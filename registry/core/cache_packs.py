@@ -95,6 +95,7 @@ class Packs:
         self._write_atomic = write_atomic
         self._lock = threading.Lock()
         self._index: dict[Key, Where] = {}
+        self._holders: dict[Key, list[str]] = {}  # every pack holding a version
         self._tables: dict[str, list[tuple[str, str, int, int]]] = {}
         self._seen: tuple[int, float] | None = None  # folder mtime_ns, when we looked
 
@@ -154,10 +155,12 @@ class Packs:
                 if table is not None:
                     tables[n] = table
         index: dict[Key, Where] = {}
+        holders: dict[Key, list[str]] = {}
         for n in sorted(tables):  # the newest pack wins
             for name, key, offset, length in tables[n]:
                 index[(name, key)] = (n, offset, length)
-        self._tables, self._index = tables, index
+                holders.setdefault((name, key), []).append(n)
+        self._tables, self._index, self._holders = tables, index, holders
         return True
 
     # -- writing ----------------------------------------------------------------
@@ -175,16 +178,15 @@ class Packs:
                 self._tables[pack] = table  # ours is the newest: no need to look again
                 for name, key, offset, length in table:
                     self._index[(name, key)] = (pack, offset, length)
+                    self._holders.setdefault((name, key), []).append(pack)
 
     def drop(self, name: str, key: str) -> None:
         """Remove ``name@key`` from every pack: each pack holding it is written
         again without it (under a new name), then removed."""
-        while True:
+        for _ in range(3):  # packs another process rewrote meanwhile: look again
             with self._lock:
                 self._refresh()
-                holders = [
-                    n for n, t in self._tables.items() if any(r[:2] == (name, key) for r in t)
-                ]
+                holders = list(self._holders.get((name, key), ()))
             if not holders:
                 return
             for pack in holders:
@@ -201,9 +203,8 @@ class Packs:
         for name, key, offset, length in table:
             if (name, key) != dropped:
                 data = _read_at(path, offset, length)
-                if data is None:
-                    return  # gone meanwhile
-                kept[(name, key)] = data
+                if data is not None:  # else cut short: that record is lost (a cache)
+                    kept[(name, key)] = data
         if kept:
             # keeps its place among the packs: same time prefix, a new token
             stem = pack.rsplit("-", 1)[0]
@@ -215,7 +216,7 @@ class Packs:
 
     def forget(self) -> None:
         with self._lock:
-            self._index, self._tables, self._seen = {}, {}, None
+            self._index, self._holders, self._tables, self._seen = {}, {}, {}, None
 
 
 def _read_at(path: Path, offset: int, length: int) -> bytes | None:
