@@ -122,10 +122,24 @@ class Packs:
             return list(self._index)
 
     def records(self) -> Iterator[bytes]:
-        for name, key in self.keys():
-            data = self.get(name, key)
-            if data is not None:
-                yield data
+        """Every version's packed record (the newest of each), one open per pack."""
+        by_pack: dict[str, list[tuple[int, int]]] = {}
+        with self._lock:
+            self._refresh()
+            for pack, offset, length in self._index.values():
+                by_pack.setdefault(pack, []).append((offset, length))
+        for pack, spans in by_pack.items():
+            try:
+                fd = os.open(self.folder / pack, os.O_RDONLY)
+            except OSError:
+                continue  # rewritten meanwhile: its records are elsewhere, or dropped
+            try:
+                for offset, length in spans:
+                    data = os.pread(fd, length, offset)
+                    if len(data) == length:
+                        yield data
+            finally:
+                os.close(fd)
 
     def _refresh(self) -> bool:
         """Read the folder again if it changed; whether it did. Caller holds the lock."""
