@@ -17,6 +17,8 @@ give the same answers and the same errors.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -30,6 +32,8 @@ from registry.core.registry import RegistryCore
 from registry.core.types import ObjectMeta, Verify
 from registry.core.versions import LATEST
 from registry.exceptions import RegistryError
+
+logger = logging.getLogger(__name__)
 
 
 class _Miss:
@@ -52,6 +56,7 @@ def load_now(
     cache, settings = core._cache, core._stored.current
     if cache is None or settings is None or verify == "full":
         return MISS
+    started = time.perf_counter()
     name, version = split_key(name, version)
     validate_name(name)
     if is_alias(version) or (version == LATEST and settings.version_objects and not core.offline):
@@ -77,4 +82,17 @@ def load_now(
         )
     except RegistryError:
         return MISS  # the async load repairs it, or raises the same error
-    return obj if hit else MISS
+    if not hit:
+        return MISS
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "loaded %s@%s (asked for %s): %d bytes, verify=%s, from the cache of %s in %.1f ms",
+            name,
+            meta.version,
+            version,
+            meta.size,
+            verify,
+            core.backend.uri,
+            (time.perf_counter() - started) * 1000,
+        )
+    return obj
