@@ -388,12 +388,16 @@ class _Spares:
     older than ``STALE_TMP_SECONDS``.
     """
 
-    STOCK = 64  # spares kept per folder
-    LOW = 32  # refilled below this
+    STOCK = 64  # spares kept per folder, at most
+    FIRST = 8  # ... at first: doubled each time writes find none left
+    # (a registry that writes a few files, then batches, makes 8 or 16, not
+    # 64 that cost the CPU its batch needs; a stream of single writes soon
+    # makes the whole stock). Refilled below half of it.
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._stock: dict[Path, collections.deque[Path]] = {}
+        self._target: dict[Path, int] = {}
         self._wanted: set[Path] = set()
         self._swept: set[Path] = set()
         self._thread: threading.Thread | None = None
@@ -402,7 +406,10 @@ class _Spares:
         with self._cond:
             stock = self._stock.setdefault(folder, collections.deque())
             spare = stock.popleft() if stock else None
-            if len(stock) < self.LOW and folder not in self._wanted:
+            target = self._target.get(folder, self.FIRST)
+            if spare is None:
+                target = self._target[folder] = min(self.STOCK, 2 * target)
+            if len(stock) < target // 2 and folder not in self._wanted:
                 self._wanted.add(folder)
                 if self._thread is None:
                     self._thread = threading.Thread(
@@ -418,7 +425,7 @@ class _Spares:
                 self._cond.wait_for(lambda: bool(self._wanted))
                 folder = next(iter(self._wanted))
                 stock = self._stock.setdefault(folder, collections.deque())
-                missing = self.STOCK - len(stock)
+                missing = self._target.get(folder, self.FIRST) - len(stock)
             made: list[Path] = []
             try:
                 if folder not in self._swept:
@@ -440,6 +447,11 @@ class _Spares:
                     stock.extend(made)
                     self._wanted.discard(folder)
 
+    def target(self, folder: Path) -> int:
+        """How many spares ``folder`` is stocked up to now."""
+        with self._cond:
+            return self._target.get(folder, self.FIRST)
+
     def remove_all(self) -> None:
         with self._cond:
             spares = [spare for stock in self._stock.values() for spare in stock]
@@ -453,6 +465,7 @@ class _Spares:
         # a forked child must not write into the parent's spares
         self._cond = threading.Condition()
         self._stock = {}
+        self._target = {}
         self._wanted = set()
         self._swept = set()
         self._thread = None
