@@ -16,6 +16,7 @@ from registry._async import AsyncRegistry
 from registry._runner import can_run_here, get_runner
 from registry.backends.base import Backend
 from registry.core.cache import CacheInfo, PruneReport
+from registry.core.cached_loads import MISS, load_now
 from registry.core.fanout import Progress
 from registry.core.janitor import DEFAULT_GRACE, JanitorReport
 from registry.core.names import parse_key
@@ -26,6 +27,7 @@ from registry.core.types import (
     DEFAULT_INLINE_LIMIT,
     BatchResult,
     Verify,
+    check_verify,
 )
 from registry.core.versions import LATEST
 
@@ -135,6 +137,12 @@ class Registry:
             return get_runner().run_here(coro)
         return get_runner().run(coro)
 
+    def _cached_here(self) -> bool:
+        """Whether a load may try the cache in this thread first
+        (core/cached_loads.py); not in the runner thread, where a sync call
+        must fail as every other one does."""
+        return self.async_registry._cache is not None and not get_runner().in_runner_thread()
+
     def close(self) -> None:
         get_runner().run(self.async_registry.aclose())
 
@@ -222,6 +230,11 @@ class Registry:
         options: Mapping[str, Any] | None = None,
     ) -> Any:
         areg: Any = self.async_registry  # the overloads are checked on AsyncRegistry
+        if isinstance(name, str) and isinstance(version, str) and self._cached_here():
+            # A cache hit needs no client: served here, no hop to the runner.
+            found = load_now(areg, name, version, check_verify(verify or areg.verify), options)
+            if found is not MISS:
+                return found
         return self._run(
             areg.load(name, version=version, verify=verify, progress=progress, options=options),
             isinstance(name, list),

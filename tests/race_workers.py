@@ -485,3 +485,37 @@ def _in_fork_server() -> bool:
 
 if _in_fork_server():
     _warm_up()
+
+
+def first_racer(where: Where, proc: int, count: int, barrier: Any, out: str) -> None:
+    """The first saves of ``count`` new names "race:first-<i>", all racing:
+    process 0 saves version "1" (it raises no head), 1 auto-increments, 2
+    saves "0.5" (it creates the head, below "1"). After each save, "latest"
+    must be at least the version saved. Reports [[name, saved or
+    "conflict", latest seen after]]."""
+    from registry.core.versions import Version
+
+    async def main() -> list[list[str]]:
+        seen: list[list[str]] = []
+        async with open_registry(where, version_objects=True) as reg:
+            await reg.has_object("race:first-0")
+            barrier.wait(BARRIER_TIMEOUT)
+            for i in range(count):
+                name = f"race:first-{i}"
+                try:
+                    if proc % 3 == 1:
+                        version = await reg.save(name, f"{proc}-{i}")
+                    else:
+                        explicit = "1" if proc % 3 == 0 else "0.5"
+                        version = await reg.save(name, f"{proc}-{i}", version=explicit)
+                except RegistryVersionConflict:
+                    seen.append([name, "conflict", ""])
+                    continue
+                latest = (await reg.info(name, "latest"))["version"]
+                assert Version(latest) >= Version(version), (
+                    f"{name}: saved {version}, latest {latest}"
+                )
+                seen.append([name, version, latest])
+        return seen
+
+    run_reporting(out, main)

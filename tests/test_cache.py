@@ -29,9 +29,9 @@ def remote(store: MemoryBackend) -> CountingBackend:
 async def test_save_writes_through_so_load_needs_no_download(tmp_path: Path) -> None:
     backend = remote(MemoryBackend())
     async with AsyncRegistry(backend, version_objects=True, cache_dir=tmp_path) as reg:
-        await reg.save("m", BIG, version="1")
+        await reg.save("m", BIG, version="2")  # "2": "1" would raise no head
         backend.reset()
-        assert await reg.load("m", version="1") == BIG
+        assert await reg.load("m", version="2") == BIG
         assert backend.counts == {}  # metadata and files both from the cache
         assert await reg.load("m") == BIG
         # "latest" must ask the backend: the name's head, then a probe above it

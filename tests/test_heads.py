@@ -313,6 +313,64 @@ def test_auto_and_explicit_saves_racing_across_processes(tmp_path: Path) -> None
     run(backend, check)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_first_saves_of_new_names_racing_across_processes(tmp_path: Path) -> None:
+    """Version "1" commits without a head (mvcc.commit_explicit): 6 processes
+    race the first saves of 20 new names, explicit "1", auto-increment and
+    explicit "0.5" (which creates the head below "1"). One save gets 1, the
+    auto numbers are unbroken, every saver then reads a latest at least its
+    version, and at the end latest is the greatest stored."""
+    root = tmp_path / "registry"
+    backend = LocalBackend(root)
+    run(backend, lambda reg: reg.list_objects())
+    procs_n, names = 6, 20
+    args = [(rw.local(root), p, names) for p in range(procs_n)]
+    outs = rc.race(rw.spawn_context(), rw.first_racer, args, tmp_path, "first")
+    by_name: dict[str, list[str]] = {}
+    for proc, out in enumerate(outs):
+        for name, version, _ in rw.read_report(out):
+            by_name.setdefault(name, []).append(version)
+            if version == "conflict":
+                assert proc % 3 != 1  # auto-increment never conflicts
+    assert len(by_name) == names
+    for name, outcomes in by_name.items():
+        saved = [v for v in outcomes if v != "conflict"]
+        assert saved.count("1") == 1, (name, outcomes)  # explicit or auto, once
+        assert saved.count("0.5") == 1, (name, outcomes)  # the other "0.5" conflicts
+        autos = sorted(int(v) for v in saved if v != "0.5")
+        assert autos == list(range(1, len(autos) + 1)), (name, outcomes)
+
+        async def check(reg: AsyncRegistry, name: str = name, saved: list[str] = saved) -> None:
+            assert sorted(await reg.list_versions(name), key=Version) == sorted(saved, key=Version)
+            latest = (await reg.info(name, "latest"))["version"]
+            assert latest == max(saved, key=Version)
+
+        run(backend, check)
+
+
+@pytest.mark.usefixtures("eager_heads")  # the reader writes the head at once
+def test_version_1_raises_no_head_and_latest_finds_it(backend: Backend) -> None:
+    counting = CountingBackend(backend)
+
+    async def main(reg: AsyncRegistry) -> None:
+        counting.reset()
+        assert await reg.save("m", "one", version="1.0.0") == "1.0.0"
+        assert counting.counts["put"] == 1  # the commit alone
+        with pytest.raises(ObjectNotFound):
+            await counting.get(head_key("m"))
+        assert await reg.load("m") == "one"  # probed from 1; the head is written
+        assert await head_top(counting, "m") == "1"
+        assert await reg.save("m", "auto") == "2"
+        assert await reg.save("n", "half", version="0.5") == "0.5"  # the head is created...
+        assert await reg.save("n", "one", version="1") == "1"  # ...and stays below "1"
+        assert await head_top(counting, "n") == "0.5"
+        assert await reg.load("n") == "one"
+        assert await reg.save("n", "auto") == "2"
+
+    run(counting, main)
+
+
 @pytest.mark.usefixtures("eager_heads")
 def test_head_write_is_a_hint_on_local_disk(tmp_path: Path) -> None:
     """Auto-increment moves the head without an fsync; explicit saves raise it

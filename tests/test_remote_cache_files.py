@@ -43,7 +43,8 @@ def test_writes_land_whole_and_use_the_spares(tmp_path: Path) -> None:
 def test_spares_that_vanished_fall_back_to_a_new_file(tmp_path: Path) -> None:
     cache = Cache(tmp_path, "s3://bucket/b")
     cache.write_meta("m", "1", b"one")
-    _stocked(cache.root / "spares", cache_module._Spares.STOCK)  # the refill is over
+    spares = cache.root / "spares"
+    _stocked(spares, cache_module._spares.target(spares))  # the refill is over
     shutil.rmtree(cache.root)  # cleared by another process, spares and all
     cache.write_meta("m", "2", b"two")
     assert cache.read_meta("m", "2") == b"two"

@@ -620,8 +620,8 @@ def folders(http: HttpLog) -> list[tuple[str | None, str | None]]:
 async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
     """save, explicit version of a new name: its head is created (blind: the
     registry keeps heads, so a missing one means a new name), then 1 artifact
-    put + 1 conditional meta put; a small object is inlined. A second explicit
-    version reads and raises the head; auto-increment reads it, commits, and
+    put + 1 conditional meta put; a small object is inlined; version "1"
+    needs no head. A later explicit version reads and raises the head; auto-increment reads it, commits, and
     moves it after. None of these counts grows with the number of versions
     (tests/test_heads.py)."""
     async with counted(target, version_objects=True, cache_dir=tmp_path) as (reg, counting, http):
@@ -629,7 +629,7 @@ async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
         await reg.retention()
         counting.reset()
         http.take()
-        await reg.save("big", rw.make_payload("big", 200 * KIB), version="1")
+        await reg.save("big", rw.make_payload("big", 200 * KIB), version="2")
         big = counts(counting)
         assert sum(n for op, n in big.items() if op in ("put", "put_file")) == 3, big
         assert set(big) <= {"put", "put_file"}, big
@@ -638,12 +638,16 @@ async def test_request_counts_save(target: Target, tmp_path: Path) -> None:
         assert folders(http) == [("objects", None), ("heads", "create"), ("meta", "create")]
 
         counting.reset()
-        await reg.save("small", b"tiny", version="1")
+        await reg.save("small", b"tiny", version="1")  # no head: the first number
+        assert counts(counting) == {"put": 1}
+
+        counting.reset()
+        await reg.save("small", b"tiny 2", version="2")  # a new head, blind
         assert counts(counting) == {"put": 2}
 
         counting.reset()
         http.take()
-        await reg.save("small", b"tiny 2", version="2")  # raises the head: a swap
+        await reg.save("small", b"tiny 3", version="3")  # raises the head: a swap
         assert counts(counting) == {"get": 1, "put": 2}
         http.take()
         # the head read (on GCS its metadata and body) and swapped, then the commit
@@ -673,6 +677,8 @@ async def test_request_counts_load(target: Target, tmp_path: Path) -> None:
     ) as writer:
         await writer.save("big", big, version="1")
         await writer.save("small", small, version="1")
+        # "1" raises no head (mvcc.commit_explicit): the first "latest" writes it
+        assert await writer.load("big") == big and await writer.load("small") == small
 
     async with counted(target, prefix, cache_dir=tmp_path / "cold") as (reg, counting, http):
 

@@ -14,6 +14,7 @@ import registry._runner as runner_module
 from registry import Materializer, MemoryBackend, Registry
 from registry.core.types import FileEntry
 from registry.materializers.base import write_bytes
+from registry.testing.counting import CountingBackend
 
 RUNNER_THREAD_NAME = "registry-runner"
 
@@ -102,3 +103,40 @@ def test_a_single_load_runs_inline_and_a_batch_on_the_runner(tmp_path: Path) -> 
     assert reg.load(["a", "b"]).results == ["x" * 100, "y"]
     # a batch runs on the runner loop, its loads in its (warm) worker threads
     assert threading.current_thread().name not in WhereLoaded.threads
+
+
+def test_cache_hits_of_a_remote_registry_load_in_the_calling_thread(tmp_path: Path) -> None:
+    backend = CountingBackend(MemoryBackend(), remote=True)
+    reg = Registry(backend=backend, version_objects=True, cache_dir=tmp_path / "cache")
+    reg.save("a", "x", version="1", materializer=WhereLoaded)  # written through the cache
+    cold = Registry(backend=backend, cache_dir=tmp_path / "cold")
+    here = threading.current_thread().name
+    backend.reset()
+    WhereLoaded.threads.clear()
+    assert reg.load("a", version="1") == "x"
+    assert WhereLoaded.threads == [here] and not backend.counts  # no hop, no request
+    assert cold.load("a", version="1") == "x"  # a miss crosses: the clients live there
+    assert cold.load("a", version="1") == "x"  # then it is cached
+    assert WhereLoaded.threads[0::2] == [here, here] and WhereLoaded.threads[1] != here
+    WhereLoaded.threads.clear()
+    backend.reset()
+    # what must ask the backend crosses too, hit or not
+    assert reg.load("a") == "x"  # "latest" is resolved on the backend
+    assert reg.load("a", version="1", verify="full") == "x"
+    assert here not in WhereLoaded.threads and backend.counts["get"] >= 2
+
+
+def test_a_damaged_cache_hit_is_fetched_again_by_the_runner(tmp_path: Path) -> None:
+    backend = CountingBackend(MemoryBackend(), remote=True)
+    reg = Registry(backend=backend, cache_dir=tmp_path / "cache")
+    reg.save("a", "x" * 10, materializer=WhereLoaded)
+    assert reg.load("a") == "x" * 10
+    (file,) = (tmp_path / "cache").rglob("value.txt")
+    file.write_text("y" * 10)
+    WhereLoaded.threads.clear()
+    backend.reset()
+    assert reg.load("a") == "x" * 10  # the hit fails its check: dropped and fetched
+    here = threading.current_thread().name
+    assert WhereLoaded.threads[0] != here and backend.counts["get_file"] == 1
+    assert reg.load("a", verify="none") == "x" * 10  # sound again, and a hit
+    assert WhereLoaded.threads[1] == here

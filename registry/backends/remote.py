@@ -95,7 +95,13 @@ class BucketClient(ABC):
         self.root = backend._root
         self.where = where  # the endpoint, for messages
         self.policy = backend.retry_policy
-        self.limiter = backend.limiter
+        # At most ``concurrency`` requests in flight. An asyncio.Semaphore, not
+        # the backend's anyio CapacityLimiter: that one yields to the loop even
+        # when a slot is free (measured: 11 us of CPU per uncontended acquire
+        # vs 1 us, on every small request). Clients are per loop, so is this.
+        import asyncio  # deferred: remote clients already run on asyncio
+
+        self.limiter = asyncio.Semaphore(backend.concurrency)
         self.concurrency = backend.concurrency
         self.logger = logger
         self.is_transient = classify

@@ -4,6 +4,8 @@ Layout under ``<cache root>/<hash of the backend uri>/``:
 
     meta/<name>@<version key>.json     metadata as last read or written (one flat
                                        folder: no folder to create per name)
+    meta-packs/<...>.pack              the metadata a batch wrote, in one file
+                                       (cache_packs.py; a meta/ file wins)
     objects/<name>/<uuid>/<files...>   artifact folders, complete or absent
     tmp/                               downloads and saves in progress
 
@@ -34,9 +36,12 @@ import shutil
 import threading
 import time
 import uuid as uuidlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 from registry.core.cache_leases import Leases
+from registry.core.cache_packs import Packs
 from registry.core.cache_space import CacheEntry, CacheInfo, PruneReport, Space, folder_size
 from registry.core.types import DEFAULT_CACHE_MAX_BYTES
 
@@ -47,6 +52,13 @@ STALE_TMP_SECONDS = 3600.0
 CLAIM_STALE_SECONDS = 30.0
 #: how often the downloading process renews its claim
 CLAIM_RENEW_SECONDS = 5.0
+#: a batch that wrote fewer metadata files than this writes them one by one
+PACK_MIN = 8
+
+# The cache whose metadata writes this task's batch collects, and what it collected.
+_collecting: ContextVar[tuple[Cache, dict[tuple[str, str], bytes]] | None] = ContextVar(
+    "registry_cache_batch", default=None
+)
 
 
 def default_cache_root() -> Path:
@@ -75,6 +87,8 @@ class Cache:
         self.root = root / digest
         self.space = Space(self.root, max_bytes, max_entries, self._remove)
         self.leases = Leases(self.root / "leases")
+        self.packs = Packs(self.root / "meta-packs", self._write_small)
+        self._meta_folder = str(self.root / "meta")
         self._tmp_swept = False
 
     @property
@@ -88,17 +102,64 @@ class Cache:
     # -- metadata and settings ----------------------------------------------------
 
     def _meta_path(self, name: str, version_key: str) -> Path:
-        # Names never contain '@' or '/', so "<name>@<key>" is unambiguous.
-        return self.root / "meta" / f"{name}@{version_key}.json"
+        return Path(self._meta_file(name, version_key))
+
+    def _meta_file(self, name: str, version_key: str) -> str:
+        # Names never contain '@' or '/', so "<name>@<key>" is unambiguous. A
+        # str: building a Path costs more than the read on the hot path.
+        return f"{self._meta_folder}/{name}@{version_key}.json"
 
     def read_meta(self, name: str, version_key: str) -> bytes | None:
-        return _read(self._meta_path(name, version_key))
+        pending = self._pending()
+        if pending is not None and (name, version_key) in pending:
+            return pending[(name, version_key)]
+        found = _read(self._meta_file(name, version_key))
+        return found if found is not None else self.packs.get(name, version_key)
 
     def write_meta(self, name: str, version_key: str, data: bytes) -> None:
-        _write_atomic(self._meta_path(name, version_key), data, self.root / "spares")
+        pending = self._pending()
+        if pending is not None:
+            pending[(name, version_key)] = data
+            return
+        self._write_small(self._meta_path(name, version_key), data)
 
     def drop_meta(self, name: str, version_key: str) -> None:
-        self._meta_path(name, version_key).unlink(missing_ok=True)
+        pending = self._pending()
+        if pending is not None:
+            pending.pop((name, version_key), None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._meta_file(name, version_key))
+        self.packs.drop(name, version_key)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect the metadata writes of this task (and the tasks it starts)
+        and write them as one pack when the batch ends, however it ends: one
+        file per batch, not per version (see cache_packs.py)."""
+        pending: dict[tuple[str, str], bytes] = {}
+        token = _collecting.set((self, pending))
+        try:
+            yield
+        finally:
+            _collecting.reset(token)
+            self._flush(pending)
+
+    def _pending(self) -> dict[tuple[str, str], bytes] | None:
+        collecting = _collecting.get()
+        return collecting[1] if collecting is not None and collecting[0] is self else None
+
+    def _flush(self, pending: dict[tuple[str, str], bytes]) -> None:
+        if len(pending) < PACK_MIN:
+            for (name, key), data in pending.items():
+                self._write_small(self._meta_path(name, key), data)
+            return
+        self.packs.write(pending)
+        for name, key in pending:  # a single write from before would win over the pack
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._meta_file(name, key))
+
+    def _write_small(self, path: Path, data: bytes) -> None:
+        _write_atomic(path, data, self.root / "spares")
 
     def _alias_path(self, name: str, alias: str) -> Path:
         return self.root / "aliases" / f"{name}@{alias}.json"
@@ -107,7 +168,7 @@ class Cache:
         return _read(self._alias_path(name, alias))
 
     def write_alias(self, name: str, alias: str, data: bytes) -> None:
-        _write_atomic(self._alias_path(name, alias), data, self.root / "spares")
+        self._write_small(self._alias_path(name, alias), data)
 
     def cached_aliases(self, name: str) -> dict[str, bytes]:
         """alias -> cached record of ``name``'s aliases."""
@@ -129,21 +190,25 @@ class Cache:
         return _read(self.root / "settings.json")
 
     def write_settings(self, data: bytes) -> None:
-        _write_atomic(self.root / "settings.json", data, self.root / "spares")
+        self._write_small(self.root / "settings.json", data)
 
     def cached_versions(self) -> dict[str, list[str]]:
         """name -> version keys with cached metadata (what offline use can see)."""
-        found: dict[str, list[str]] = {}
+        keys: set[tuple[str, str]] = set(self.packs.keys())
         try:
             names = os.listdir(self.root / "meta")
         except (FileNotFoundError, NotADirectoryError):
-            return found
+            names = []
         for filename in names:
             if filename.startswith(".") or not filename.endswith(".json"):
                 continue
             name, at, key = filename[: -len(".json")].partition("@")
             if at:
-                found.setdefault(name, []).append(key)
+                keys.add((name, key))
+        keys.update(self._pending() or ())
+        found: dict[str, list[str]] = {}
+        for name, key in sorted(keys):
+            found.setdefault(name, []).append(key)
         return found
 
     # -- artifact folders -------------------------------------------------------
@@ -240,7 +305,7 @@ class Cache:
         return self.space.evict()
 
     def info(self) -> CacheInfo:
-        return self.space.info()
+        return self.space.info(self.packs.records())
 
     def prune(
         self, *, max_bytes: int | None = None, older_than: float | None = None
@@ -251,6 +316,7 @@ class Cache:
         self._remove(self.root)
         self.space.forget()
         self.leases.forget()
+        self.packs.forget()
 
     def _sweep_tmp(self) -> None:
         """Remove temp folders a crashed process left behind."""
@@ -269,9 +335,10 @@ class Cache:
                     path.unlink()  # a crashed downloader's claim
 
 
-def _read(path: Path) -> bytes | None:
+def _read(path: Path | str) -> bytes | None:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            return f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
 
@@ -321,12 +388,16 @@ class _Spares:
     older than ``STALE_TMP_SECONDS``.
     """
 
-    STOCK = 64  # spares kept per folder
-    LOW = 32  # refilled below this
+    STOCK = 64  # spares kept per folder, at most
+    FIRST = 8  # ... at first: doubled each time writes find none left
+    # (a registry that writes a few files, then batches, makes 8 or 16, not
+    # 64 that cost the CPU its batch needs; a stream of single writes soon
+    # makes the whole stock). Refilled below half of it.
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._stock: dict[Path, collections.deque[Path]] = {}
+        self._target: dict[Path, int] = {}
         self._wanted: set[Path] = set()
         self._swept: set[Path] = set()
         self._thread: threading.Thread | None = None
@@ -335,7 +406,10 @@ class _Spares:
         with self._cond:
             stock = self._stock.setdefault(folder, collections.deque())
             spare = stock.popleft() if stock else None
-            if len(stock) < self.LOW and folder not in self._wanted:
+            target = self._target.get(folder, self.FIRST)
+            if spare is None:
+                target = self._target[folder] = min(self.STOCK, 2 * target)
+            if len(stock) < target // 2 and folder not in self._wanted:
                 self._wanted.add(folder)
                 if self._thread is None:
                     self._thread = threading.Thread(
@@ -351,7 +425,7 @@ class _Spares:
                 self._cond.wait_for(lambda: bool(self._wanted))
                 folder = next(iter(self._wanted))
                 stock = self._stock.setdefault(folder, collections.deque())
-                missing = self.STOCK - len(stock)
+                missing = self._target.get(folder, self.FIRST) - len(stock)
             made: list[Path] = []
             try:
                 if folder not in self._swept:
@@ -373,6 +447,11 @@ class _Spares:
                     stock.extend(made)
                     self._wanted.discard(folder)
 
+    def target(self, folder: Path) -> int:
+        """How many spares ``folder`` is stocked up to now."""
+        with self._cond:
+            return self._target.get(folder, self.FIRST)
+
     def remove_all(self) -> None:
         with self._cond:
             spares = [spare for stock in self._stock.values() for spare in stock]
@@ -386,6 +465,7 @@ class _Spares:
         # a forked child must not write into the parent's spares
         self._cond = threading.Condition()
         self._stock = {}
+        self._target = {}
         self._wanted = set()
         self._swept = set()
         self._thread = None

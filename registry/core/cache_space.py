@@ -11,10 +11,11 @@ a cap or is a few seconds old, so the caps hold with several writers too.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,15 +183,14 @@ class Space:
                     held.add((name, rest.split(".", 1)[0]))
         return held
 
-    def info(self) -> CacheInfo:
-        """Every cached entry, least recently used first, with its versions."""
-        versions: dict[tuple[str, str], list[str]] = {}
-        for path in _files(self.root / "meta"):
-            if path.name.startswith(".") or not path.name.endswith(".json"):
-                continue
-            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                record = msgspec.json.decode(path.read_bytes())
-                versions.setdefault((record["name"], record["uuid"]), []).append(record["version"])
+    def info(self, packed: Iterable[bytes] = ()) -> CacheInfo:
+        """Every cached entry, least recently used first, with its versions
+        (from the metadata files, and the ``packed`` metadata records)."""
+        versions: dict[tuple[str, str], set[str]] = {}
+        for data in itertools.chain(_metadata_files(self.root / "meta"), packed):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record = msgspec.json.decode(data)
+                versions.setdefault((record["name"], record["uuid"]), set()).add(record["version"])
         entries = [
             CacheEntry(
                 name=f.path.parent.name,
@@ -229,6 +229,13 @@ class Space:
     def forget(self) -> None:
         self._estimate = None
         self._sizes.clear()
+
+
+def _metadata_files(folder: Path) -> Iterator[bytes]:
+    for path in _files(folder):
+        if not path.name.startswith(".") and path.name.endswith(".json"):
+            with contextlib.suppress(OSError):
+                yield path.read_bytes()
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -5,7 +5,9 @@ had. It is a hint that every reader checks, never the truth (the metadata
 files are), and it is kept without a lock:
 
 - An explicit save raises the head, with compare-and-swap and durably,
-  *before* its commit, so no committed explicit version is above the head.
+  *before* its commit, so no committed explicit version is above the head
+  (but version "1", which is the first auto-increment number whatever the
+  head: mvcc.commit_explicit says why it needs no raise).
 - An auto-increment save claims ``major(head) + 1`` with the usual
   create-if-absent commit, stepping up past numbers that exist, and raises
   the head *after* it: one compare-and-swap attempt, not fsynced, so the

@@ -129,39 +129,15 @@ async def read_artifacts(
     ``offline``: use only what the cache holds (RegistryObjectNotFound for the rest).
     """
     where = f"{meta.name}@{meta.version}"
-    check_paths(meta, where)
-    if not allow_pickle and not is_trusted_materializer(meta.materializer, trusted_materializers):
-        raise PickleRefused(
-            f"{where} names materializer {meta.materializer!r}, which is neither built in nor "
-            "registered; with allow_pickle=False the registry does not import code named by "
-            "metadata: register it with register_materializer() or open with allow_pickle=True"
-        )
-    materializer = get_materializer(meta.materializer)
-    options = dict(options) if options else _NO_OPTIONS
-    if options:
-        check_load_options(materializer, meta.materializer, options)
-    if needs_pickle(materializer, options) and not allow_pickle:
-        hint = getattr(materializer, "pickle_refused_hint", "")
-        raise PickleRefused(
-            f"{where} was stored with pickle ({meta.object_class}) and this registry has "
-            "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
-            + (f"; {hint}" if hint else "")
-        )
-    cls = object_class(meta, allow_pickle, registered_classes)
+    materializer, options, cls = _prepare(
+        meta, where, allow_pickle, trusted_materializers, registered_classes, options
+    )
     if meta.inline is not None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s: inline in its metadata (no file to read)", where)
-        data = meta.inline
-        if verify != "none":
-            (rel,) = meta.files
-            check_entry(meta, rel, entry_for(data), where)
-        assert isinstance(materializer, BlobMaterializer)
-        loads: Callable[..., Any] = (
-            functools.partial(materializer.loads, **options) if options else materializer.loads
+        if len(meta.inline) <= ON_LOOP_BYTES:
+            return _load_inline(materializer, meta, cls, options, verify, where)
+        return await anyio.to_thread.run_sync(
+            _load_inline, materializer, meta, cls, options, verify, where
         )
-        if len(data) <= ON_LOOP_BYTES:
-            return loads(data, cls)
-        return await anyio.to_thread.run_sync(loads, data, cls)
 
     reading = _Reading(
         materializer, _with_options(materializer, options), meta, cls, where, options
@@ -187,6 +163,87 @@ async def read_artifacts(
         return await _load_verified(reading, folder, "none")
     finally:
         await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+
+
+def _prepare(
+    meta: ObjectMeta,
+    where: str,
+    allow_pickle: bool,
+    trusted_materializers: Collection[str],
+    registered_classes: Collection[str],
+    options: Mapping[str, Any] | None,
+) -> tuple[MaterializerProtocol, Mapping[str, Any], type | None]:
+    """The materializer, the load options and the class for ``meta``, once
+    the metadata passed the checks that keep it from naming untrusted code
+    or paths outside its folder."""
+    check_paths(meta, where)
+    if not allow_pickle and not is_trusted_materializer(meta.materializer, trusted_materializers):
+        raise PickleRefused(
+            f"{where} names materializer {meta.materializer!r}, which is neither built in nor "
+            "registered; with allow_pickle=False the registry does not import code named by "
+            "metadata: register it with register_materializer() or open with allow_pickle=True"
+        )
+    materializer = get_materializer(meta.materializer)
+    options = dict(options) if options else _NO_OPTIONS
+    if options:
+        check_load_options(materializer, meta.materializer, options)
+    if needs_pickle(materializer, options) and not allow_pickle:
+        hint = getattr(materializer, "pickle_refused_hint", "")
+        raise PickleRefused(
+            f"{where} was stored with pickle ({meta.object_class}) and this registry has "
+            "allow_pickle=False; open it with allow_pickle=True if you trust its writers"
+            + (f"; {hint}" if hint else "")
+        )
+    cls = object_class(meta, allow_pickle, registered_classes)
+    return materializer, options, cls
+
+
+def _load_inline(
+    materializer: MaterializerProtocol,
+    meta: ObjectMeta,
+    cls: type | None,
+    options: Mapping[str, Any],
+    verify: Verify,
+    where: str,
+) -> Any:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s: inline in its metadata (no file to read)", where)
+    data = meta.inline
+    assert data is not None and isinstance(materializer, BlobMaterializer)
+    if verify != "none":
+        (rel,) = meta.files
+        check_entry(meta, rel, entry_for(data), where)
+    return materializer.loads(data, cls, **options)
+
+
+def read_cached_now(
+    meta: ObjectMeta,
+    cache: Cache,
+    *,
+    verify: Verify,
+    allow_pickle: bool,
+    trusted_materializers: Collection[str] = (),
+    registered_classes: Collection[str] = (),
+    options: Mapping[str, Any] | None = None,
+) -> tuple[bool, Any]:
+    """``read_artifacts`` for a remote registry's cache hit, in the calling
+    thread with no event loop: (True, the object) when it is inlined in
+    ``meta`` or its files are cached and sound; (False, None) when the async
+    load must run (files not cached, or damaged: then dropped with a warning,
+    as that load does, or large and checked beside the load in two threads).
+    Never sends a request, so it needs none of the clients bound to a loop."""
+    where = f"{meta.name}@{meta.version}"
+    materializer, options, cls = _prepare(
+        meta, where, allow_pickle, trusted_materializers, registered_classes, options
+    )
+    if meta.inline is not None:
+        return True, _load_inline(materializer, meta, cls, options, verify, where)
+    reading = _Reading(
+        materializer, _with_options(materializer, options), meta, cls, where, options
+    )
+    if _parallel(reading, verify):
+        return False, None
+    return _load_hit(cache, reading, verify)
 
 
 async def prefetch_files(backend: Backend, cache: Cache, meta: ObjectMeta, verify: Verify) -> None:

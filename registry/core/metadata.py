@@ -82,7 +82,9 @@ async def find_meta(
         what = f"{name!r}" if version == LATEST else f"{name}@{version}"
         raise RegistryObjectNotFound(f"no object {what} in {backend.uri}")
     meta = decode_for(name, data, where)
-    if cache is not None and cache.read_meta(name, key) != data:  # a read is cheaper
+    # Below "full" the cached copy was just found missing: write it. At "full",
+    # only if it changed (a read is cheaper than a write).
+    if cache is not None and (verify != "full" or cache.read_meta(name, key) != data):
         cache.write_meta(name, key, data)
     return meta
 

@@ -36,6 +36,7 @@ from registry.exceptions import (
 )
 
 TOMBSTONE = b""
+FIRST = Version("1")  # the first auto-increment number: needs no head (commit_explicit)
 A = TypeVar("A")
 B = TypeVar("B")
 _RELIST_EVERY = 4  # after this many lost claims in a row, re-read the head to jump ahead
@@ -103,12 +104,25 @@ async def commit_explicit(
     ``track_head``: raise the name's head first (versioned registries; an
     unversioned one has the single version "1" and no use for a head).
 
+    Version "1" of a registry that kept heads from its creation commits
+    without raising the head (one request, not two, for the usual first
+    save of a new name). The head's invariant still holds: every version
+    above the head is in the unbroken run of integers from the first one
+    above it (heads.py). Here the head is missing (read as "run from 1"),
+    unreadable (readers list), at least "1" (nothing to raise), or below
+    "1": then its major is 0 and the run starts at 1 too. The commit is
+    create-if-absent (or replaces a tombstone, or overwrites), so "1" was
+    either not stored (the run from 1 was empty and is now {1}) or already
+    counted in it; readers cannot tell an explicit "1" from an
+    auto-increment 1, nor need to. A reader of "latest" finds it by probing
+    from 1 and writes the head for the next one.
+
     ``overwrite``: last writer wins. Otherwise the first writer wins and the
     others get RegistryVersionConflict; a tombstone (deleted version) may be
     replaced, with compare-and-swap so that only one re-creator wins.
     """
     key = meta_key(name, version.key)
-    if track_head:
+    if track_head and not (headed and version == FIRST):
         await raise_head(backend, name, version, headed=headed)
     if overwrite:
         await backend.put(key, data)

@@ -11,6 +11,7 @@ fanout.py); aliases, retention and find come from the Lifecycle mixin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
@@ -135,6 +136,10 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         if not self.offline:  # offline, the backend was never opened
             await self.backend.aclose()
 
+    def _batch(self) -> contextlib.AbstractContextManager[None]:
+        """The metadata a batch caches lands in one file (core/cache_packs.py)."""
+        return self._cache.batch() if self._cache is not None else contextlib.nullcontext()
+
     async def _open(self) -> RegistrySettings:
         return await self._stored.open()
 
@@ -214,7 +219,8 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
             async def one(item: tuple[str, Any, str | None, Mapping[str, Any] | None]) -> str:
                 return await self._save_one(item[0], item[1], item[2], item[3], mat, on_conflict)
 
-            saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
+            with self._batch():
+                saved = await fanout(one, items, limit=self.backend.concurrency, progress=progress)
             return skip_existing(saved) if on_conflict == "skip" else saved
         if isinstance(version, list | tuple):
             raise TypeError("version must be a str for a single save (lists are for batches)")
@@ -269,13 +275,15 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
         progress: Progress | None = None,
     ) -> BatchResult[R]:
         """Run ``one(name, version)`` for a batch, ``version`` broadcast or one
-        per name, at most the backend's concurrency at once."""
+        per name, at most the backend's concurrency at once; the metadata it
+        caches lands in one file."""
         items = list(zip(names, per_item(version, len(names), "version"), strict=True))
 
         async def run(item: tuple[str, Any]) -> R:
             return await one(*item)
 
-        return await fanout(run, items, limit=self.backend.concurrency, progress=progress)
+        with self._batch():
+            return await fanout(run, items, limit=self.backend.concurrency, progress=progress)
 
     # -- load ------------------------------------------------------------------
 
