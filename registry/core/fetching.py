@@ -235,12 +235,16 @@ class FollowingHash:
                     start = self._hashed
                 if fd is None:
                     fd = os.open(self._path, os.O_RDONLY)
+                    # one buffer for every read back: a fresh multi-MiB bytes
+                    # per read costs a mapping and its page faults each time
+                    buffer = bytearray(_READ_BACK)
+                    view = memoryview(buffer)
                 while start < end:
-                    chunk = os.pread(fd, min(_READ_BACK, end - start), start)
-                    if not chunk:
+                    n = os.preadv(fd, [view[: min(_READ_BACK, end - start)]], start)
+                    if not n:
                         raise OSError(f"{self._path} is shorter than what was written")
-                    self._digest.update(chunk)
-                    start += len(chunk)
+                    self._digest.update(view[:n])
+                    start += n
                     with self._lock:
                         self._hashed = start
         finally:
@@ -258,13 +262,15 @@ class FollowingHash:
 
     def finish(self) -> FileEntry:
         """The file's entry, hashing what was not hashed as it was written."""
-        with open(self._path, "rb") as handle:
+        with open(self._path, "rb", buffering=0) as handle:
             with self._lock:
                 if self._stale:
                     self._digest, self._hashed = hashlib.sha256(), 0
                 digest, size = self._digest, self._hashed
             handle.seek(size)
-            while chunk := handle.read(_READ_BACK):
-                digest.update(chunk)
-                size += len(chunk)
+            buffer = bytearray(_READ_BACK)
+            view = memoryview(buffer)
+            while n := handle.readinto(buffer):
+                digest.update(view[:n])
+                size += n
         return FileEntry(size=size, sha256=digest.hexdigest())
