@@ -35,6 +35,7 @@ from registry.materializers.base import (
     Unsupported,
     announce_copy,
     describe,
+    durable_copies,
     entry_for,
     hash_file,
     uses_pickle,
@@ -160,7 +161,12 @@ async def _write_folder(
     prefix = objects_folder(name, uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
-        files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place)
+        # flushed below: large copies start their disk writes beside their hash
+        token = durable_copies.set(bool(getattr(backend, "fsync", False)))
+        try:
+            files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place)
+        finally:
+            durable_copies.reset(token)
         await backend.flush([f"{prefix}/{rel}" for rel in files])
         return files
     # Materialize into the cache's temp area (or a temp folder), upload from

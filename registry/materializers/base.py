@@ -234,6 +234,19 @@ announce_copy: ContextVar[Callable[[Path, GrowingFile], None] | None] = ContextV
 )
 
 
+#: Set by the core while a materializer writes files it will fsync (a local
+#: save): ``copy_file`` then fsyncs a large copy while its hash finishes.
+durable_copies: ContextVar[bool] = ContextVar("registry_durable_copies", default=False)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def copy_file(src: Path, dest: Path) -> FileEntry:
     """Copy ``src`` to ``dest`` with bounded memory and return its entry.
 
@@ -257,6 +270,10 @@ def copy_file(src: Path, dest: Path) -> FileEntry:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash") as pool:
         hashed = pool.submit(hash_file, src)
         kernel_copy(src, dest)
+        if durable_copies.get():
+            # The hash takes longer than the copy: the disk writes start now,
+            # beside it, and the caller's fsync finds little left to write.
+            _fsync_path(dest)
         entry = hashed.result()
     after = os.stat(src)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
