@@ -2,7 +2,11 @@
 
 Saved as ``file/<name>`` or ``dir/<name>/...``. Loading copies them out to a
 new temporary folder and returns the path there, so the caller may change
-the copy without touching the stored version.
+the copy without touching the stored version. The copy is ``copy_file_range``:
+on XFS or btrfs a copy-on-write clone (instant, and still independent of the
+stored file), elsewhere a copy inside the kernel. Not a hard link: a caller
+writing to the file it got (root ignores a read-only mode) would damage the
+stored version.
 """
 
 from __future__ import annotations
