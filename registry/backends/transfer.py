@@ -279,28 +279,6 @@ async def run_all(jobs: Sequence[Callable[[], Awaitable[None]]]) -> None:
         raise failure
 
 
-TAIL_SPLIT = 4  # the last ranges of a watched download are this much shorter
-MIN_TAIL_RANGE = 1024 * 1024
-
-
-def _ranges(
-    start: int, size: int, span: int, in_flight: int, watched: bool
-) -> list[tuple[int, int]]:
-    """(start, length) of the ranges after the first. A watched download is
-    hashed in order as it lands: ranges in flight together tend to finish
-    together, so the hash of all but the lowest waits for it, and after the
-    last of them nothing overlaps that wait. Its last ``in_flight`` spans go
-    in shorter ranges, so less is left to hash once the bytes are all in."""
-    tail_span = max(MIN_TAIL_RANGE, span // TAIL_SPLIT)
-    tail = size - in_flight * span if watched and tail_span < span else size
-    out: list[tuple[int, int]] = []
-    while start < size:
-        length = min(span if start < tail else tail_span, size - start)
-        out.append((start, length))
-        start += length
-    return out
-
-
 async def ranged_download(
     dest: Path,
     key: str,
@@ -331,17 +309,17 @@ async def ranged_download(
         except EmptyObject:
             first, received = await get_range(fd, 0, None, None)
         pin, info = await identify(first, received)
-        in_flight = max(1, min(MAX_RANGES_IN_FLIGHT, concurrency))
-        pieces = _ranges(received, info.size, span, in_flight, download_watch.get() is not None)
-        pending = iter(pieces)
+        starts = range(received, info.size, span)
+        pending = iter(starts)
 
         async def worker() -> None:
-            for start, length in pending:
+            for start in pending:
+                length = min(span, info.size - start)
                 _, got = await get_range(fd, start, length, pin)
                 if got != length:
                     raise error(f"{key}: short ranged read at {start} ({got} of {length})")
 
-        await run_all([worker] * max(1, min(in_flight, len(pieces))))
+        await run_all([worker] * max(1, min(MAX_RANGES_IN_FLIGHT, concurrency, len(starts))))
         return info
 
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
