@@ -84,7 +84,9 @@ class RawGCS:
         self.commit = "one conditional multipart upload"
         self.big_save = "resumable upload, 1 stream"
         self.big_load = f"ranged GET {self.span // MiB} MiB x{self.big_width}"
-        self.big_save_how = "then a resumable upload, one streamed PUT"
+        self.big_save_how = (
+            "a resumable upload (one streamed PUT) reading the copy as it is written"
+        )
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -44,7 +44,7 @@ class RawS3:
         self.commit = "one conditional PUT"
         self.big_save = f"multipart {self.part // MiB} MiB x{self.big_width}"
         self.big_load = f"ranged GET {self.span // MiB} MiB x{self.big_width}"
-        self.big_save_how = "then a multipart upload"
+        self.big_save_how = "a multipart upload reading the copy as it is written"
 
     @classmethod
     @contextlib.asynccontextmanager

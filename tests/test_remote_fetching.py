@@ -9,6 +9,9 @@ import random
 import threading
 from pathlib import Path
 
+import pytest
+
+from registry.core import fetching
 from registry.core.fetching import FollowingHash
 
 
@@ -85,3 +88,36 @@ def test_unseen_writes_are_read_back(tmp_path: Path) -> None:
     hasher = FollowingHash(path)
     assert hasher.entry(len(data)) is None
     assert _entry(hasher, len(data)) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_a_restart_while_a_helper_reads_back_keeps_the_new_hash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper thread that hashes pieces written ahead of the prefix is
+    held inside its read back while the download restarts and writes other
+    bytes: released, it must leave the new digest alone."""
+    old, new = os.urandom(2 << 20), os.urandom(3 << 20)
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    hasher = FollowingHash(path)
+    reading, release = threading.Event(), threading.Event()
+    preadv = os.preadv
+
+    def held_preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if not release.is_set():
+            reading.set()
+            release.wait(10)
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(fetching.os, "preadv", held_preadv)
+    _write(path, hasher, old, 1 << 20, 2 << 20)  # ahead of the prefix: noted
+    _write(path, hasher, old, 0, 1 << 20)  # extends it: a helper reads the rest back
+    assert reading.wait(10)
+    os.truncate(path, 0)
+    hasher.restarted()
+    _write(path, hasher, new, 0, len(new))
+    release.set()
+    for thread in threading.enumerate():  # let the old helper finish its turn
+        if thread.name == "registry-hash":
+            thread.join(10)
+    assert _entry(hasher, len(new)) == (len(new), hashlib.sha256(new).hexdigest())

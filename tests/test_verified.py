@@ -33,13 +33,13 @@ def _fresh_memo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the files the memo actually read."""
     seen: list[str] = []
-    real = verified._hash_open
+    real = verified.hash_open_file
 
     def counting(f):  # type: ignore[no-untyped-def]
         seen.append(f.name)
         return real(f)
 
-    monkeypatch.setattr(verified, "_hash_open", counting)
+    monkeypatch.setattr(verified, "hash_open_file", counting)
     return seen
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -79,12 +80,77 @@ download_watch: ContextVar[DownloadWatch | None] = ContextVar(
 )
 
 
+class GrowingFile:
+    """A file one thread is still writing, front to back, while an upload of it
+    has started (see ``upload_source``): the upload's reads wait until the
+    writer has written past them. ``size`` is the size the writer expects; a
+    writer that ends short makes the reads come back short (the upload then
+    fails as for a file that shrank), and one that fails makes them raise."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._written = 0
+        self._ended = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+
+    def wrote(self, end: int) -> None:
+        """Writer: bytes [0, end) are in the file, never to be written again."""
+        with self._changed:
+            self._written = end
+            self._changed.notify_all()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Writer: done (always called, with the error if it failed)."""
+        with self._changed:
+            self._ended, self._error = True, error
+            self._changed.notify_all()
+
+    def wait_for(self, end: int) -> None:
+        """Reader (a worker thread): block until bytes [0, end) are written or
+        the writer ended."""
+        with self._changed:
+            while self._written < end and not self._ended:
+                self._changed.wait()
+            if self._error is not None:
+                raise OSError(f"the file being uploaded was not written: {self._error!r}")
+
+
+#: Set around ``put_file`` for a file another thread is still writing: the
+#: upload takes its size from here and waits for each byte before reading it.
+upload_source: ContextVar[GrowingFile | None] = ContextVar("registry_upload_source", default=None)
+
+
+def upload_size(src: Path) -> int:
+    """The size to upload of ``src``: the writer's if it is still growing."""
+    growing = upload_source.get()
+    return growing.size if growing is not None else os.stat(src).st_size
+
+
+def upload_ready() -> None:
+    """Block until the file being uploaded is written whole (a no-op for a
+    file that is not growing)."""
+    growing = upload_source.get()
+    if growing is not None:
+        growing.wait_for(growing.size)
+
+
+def read_upload(src: Path) -> bytes:
+    """All of ``src`` (a small upload in one request), once its writer is done."""
+    upload_ready()
+    return src.read_bytes()
+
+
 def pread_exact(
     fd: int, length: int, offset: int, shrank: Callable[[], Exception], *, progress: bool = True
 ) -> bytes:
     """``length`` bytes at ``offset`` of a file being uploaded; ``shrank()`` is
     raised if the file ends early. ``upload_progress`` is told, unless not
-    ``progress`` (a read that is no upload)."""
+    ``progress`` (a read that is no upload). A file still being written
+    (``upload_source``) is read only where its writer has been."""
+    growing = upload_source.get()
+    if growing is not None:
+        growing.wait_for(offset + length)
     chunks: list[bytes] = []
     remaining = length
     while remaining:

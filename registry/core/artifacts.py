@@ -18,10 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
 import anyio.to_thread
+from anyio.abc import TaskGroup
 
 from registry._runner import on_own_loop
 from registry.backends.base import Backend
+from registry.backends.transfer import GrowingFile, upload_source
 from registry.core.cache import Cache
 from registry.core.fanout import fanout
 from registry.core.layout import objects_folder
@@ -31,6 +34,7 @@ from registry.materializers.base import (
     BlobMaterializer,
     MaterializerProtocol,
     Unsupported,
+    announce_copy,
     describe,
     durable_writes,
     entry_for,
@@ -134,15 +138,10 @@ def _cache_blob(cache: Cache, name: str, uuid: str, filename: str, data: bytes) 
 
 
 def _materialize(
-    materializer: MaterializerProtocol, obj: Any, folder: Path, durable: bool = False
+    materializer: MaterializerProtocol, obj: Any, folder: Path
 ) -> dict[str, FileEntry]:
-    """``durable``: the caller fsyncs the files next (writing in place)."""
     folder.mkdir(parents=True, exist_ok=True)
-    if durable:
-        with durable_writes():
-            files = dict(materializer.save(obj, folder) or {})
-    else:
-        files = dict(materializer.save(obj, folder) or {})
+    files = dict(materializer.save(obj, folder) or {})
     for dirpath, _dirs, filenames in os.walk(folder):
         for filename in filenames:
             path = Path(dirpath) / filename
@@ -163,10 +162,15 @@ async def _write_folder(
     prefix = objects_folder(name, uuid)
     in_place = backend.local_path(prefix)
     if in_place is not None:
-        if on_own_loop():  # the caller's thread waits for this call alone: no hop
-            files = _materialize(materializer, obj, in_place, True)
-        else:
-            files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place, True)
+        # flushed below: large writes start their disk writes beside their hash
+        token = durable_writes.set(bool(getattr(backend, "fsync", False)))
+        try:
+            if on_own_loop():  # the caller's thread waits for this call alone: no hop
+                files = _materialize(materializer, obj, in_place)
+            else:
+                files = await anyio.to_thread.run_sync(_materialize, materializer, obj, in_place)
+        finally:
+            durable_writes.reset(token)
         await backend.flush([f"{prefix}/{rel}" for rel in files])
         return files
     # Materialize into the cache's temp area (or a temp folder), upload from
@@ -175,12 +179,19 @@ async def _write_folder(
     folder = await anyio.to_thread.run_sync(make_tmp)
     adopted = False
     try:
-        files = await anyio.to_thread.run_sync(_materialize, materializer, obj, folder)
+        if getattr(backend, "uploads_growing_files", False):
+            files, early = await _materialize_uploading(backend, prefix, materializer, obj, folder)
+        else:
+            files = await anyio.to_thread.run_sync(_materialize, materializer, obj, folder)
+            early = {}
 
         async def upload(rel: str) -> None:
             await backend.put_file(f"{prefix}/{rel}", folder / rel)
 
-        uploaded = await fanout(upload, list(files), limit=backend.concurrency)
+        # A file uploaded while it was written counts only if the upload holds
+        # all of it (see _materialize_uploading); any other is sent now.
+        rest = [rel for rel in files if early.get(rel) != files[rel].size]
+        uploaded = await fanout(upload, rest, limit=backend.concurrency)
         uploaded.raise_first()
         if cache is not None:
             await anyio.to_thread.run_sync(cache.adopt, name, uuid, folder)
@@ -189,6 +200,59 @@ async def _write_folder(
     finally:
         if not adopted:
             await anyio.to_thread.run_sync(shutil.rmtree, folder, True)
+
+
+async def _materialize_uploading(
+    backend: Backend, prefix: str, materializer: MaterializerProtocol, obj: Any, folder: Path
+) -> tuple[dict[str, FileEntry], dict[str, int]]:
+    """Materialize into ``folder`` while uploading the large files the
+    materializer copies (``copy_file``) as they are written, instead of after:
+    the copy and hash then overlap the upload. Returns the entries and, for
+    each file uploaded early, the bytes its upload holds.
+
+    Why the entry then describes the uploaded object: such a file is written
+    once, front to back, and hashed from the very buffers written; the upload
+    reads only bytes already written, which never change again. So an upload
+    that holds as many bytes as the entry records holds exactly the bytes it
+    hashes, whatever happened to the source meanwhile. Any other outcome (the
+    source grew or shrank, the upload failed) leaves the file to the normal
+    upload of the finished copy, which the caller does for every file whose
+    early size differs from its entry. A failed early upload is not an error."""
+    early: dict[str, int] = {}
+
+    async def upload_early(rel: str, growing: GrowingFile) -> None:
+        token = upload_source.set(growing)
+        try:
+            info = await backend.put_file(f"{prefix}/{rel}", folder / rel)
+        except Exception as exc:  # sent again once written (the caller's upload)
+            logger.debug("%s/%s: upload while written failed: %r", prefix, rel, exc)
+        else:
+            early[rel] = info.size
+        finally:
+            upload_source.reset(token)
+
+    def run(tg: TaskGroup) -> dict[str, FileEntry]:
+        def announce(path: Path, growing: GrowingFile) -> None:
+            rel = path.relative_to(folder).as_posix()
+            anyio.from_thread.run_sync(tg.start_soon, upload_early, rel, growing)
+
+        token = announce_copy.set(announce)
+        try:
+            return _materialize(materializer, obj, folder)
+        finally:
+            announce_copy.reset(token)
+
+    files: dict[str, FileEntry] = {}
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        try:
+            files = await anyio.to_thread.run_sync(run, tg)
+        except Exception as exc:  # raised as itself (Unsupported), not in a group
+            failure = exc
+            tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return files, early
 
 
 async def delete_folder(

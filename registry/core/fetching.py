@@ -141,7 +141,10 @@ async def download(
             info = await backend.get_file(f"{prefix}/{rel}", dest)
         finally:
             download_watch.reset(token)
-        actual = hasher.entry(info.size)
+        if hasher.idle():
+            actual = hasher.entry(info.size)
+        else:  # a helper is still hashing what was written: wait in a thread
+            actual = await anyio.to_thread.run_sync(hasher.entry, info.size)
         if actual is None:  # not all of it was seen while written: read the rest
             actual = await anyio.to_thread.run_sync(hasher.finish)
         check_entry(meta, rel, actual, where)
@@ -176,27 +179,50 @@ _READ_BACK = 4 * 1024 * 1024
 class FollowingHash:
     """The sha256 of the file at ``path`` as a download writes it in pieces, in
     any order (a ``DownloadWatch``): the piece that extends the hashed prefix
-    is hashed in memory by the thread that wrote it, which then reads back
-    and hashes the pieces already written beyond it (from the page cache).
-    Pieces ahead of the prefix are only noted. A piece rewritten inside the
-    hashed prefix (a retried range) makes ``finish`` hash the whole file
-    again, so the digest is always that of the file's final content."""
+    is hashed in memory by the thread that wrote it. Pieces ahead of the
+    prefix are only noted; once the prefix reaches them, a helper thread reads
+    them back (from the page cache) and hashes them, so the download thread
+    goes back to its range at once. Hashing them inline held that range's
+    socket unread meanwhile and left the last range's thread hashing after the
+    last byte landed (measured on cold 256 MiB fake-gcs loads: 44-357 ms from
+    the last byte to the hash, 6-50 ms with the helper). A piece rewritten
+    inside the hashed prefix (a retried range) makes ``finish`` hash the whole
+    file again, so the digest is always that of the file's final content.
+
+    Concurrency: one thread at a time extends the prefix (``busy``, handed
+    from a writer to its helper); ``gen`` counts restarts, and a helper that
+    finds it moved stops without touching the new state (its updates went to
+    the old digest object, which nothing reads any more)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when busy clears
         self._digest = hashlib.sha256()
         self._hashed = 0  # bytes [0, hashed) are in the digest
         self._ahead: dict[int, int] = {}  # start -> end of pieces written beyond it
         self._busy = False  # a thread is extending the prefix
         self._stale = False  # the prefix was rewritten: hash the file again
+        self._gen = 0  # restarts so far
 
     def restarted(self) -> None:
         with self._lock:
+            self._gen += 1
             self._digest = hashlib.sha256()
             self._hashed = 0
             self._ahead.clear()
             self._stale = False
+            self._release()
+
+    def idle(self) -> bool:
+        """Whether ``entry`` would answer at once (no helper is hashing)."""
+        with self._lock:
+            return not self._busy
+
+    def _release(self) -> None:
+        """Clear ``busy`` (the caller holds the lock)."""
+        self._busy = False
+        self._idle.notify_all()
 
     def wrote(self, offset: int, buffers: Sequence[bytes]) -> None:
         end = offset + sum(len(b) for b in buffers)
@@ -209,62 +235,91 @@ class FollowingHash:
                     self._ahead[offset] = end
                 return
             self._busy = True
+            digest, gen = self._digest, self._gen
         try:
             for buffer in buffers:
-                self._digest.update(buffer)
-            with self._lock:
-                self._hashed = end
-            self._catch_up()
+                digest.update(buffer)
         except Exception:  # never fail the download: finish() hashes the file instead
             logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
             with self._lock:
-                self._stale = True
-                self._busy = False
+                if gen == self._gen:
+                    self._stale = True
+                    self._release()
+            return
+        with self._lock:
+            if gen != self._gen:
+                return
+            self._hashed = end
+            if self._ahead.get(end) is None:
+                self._release()
+                return
+        # pieces written beyond continue the prefix: a helper hashes them (busy)
+        threading.Thread(
+            target=self._catch_up, args=(gen,), name="registry-hash", daemon=True
+        ).start()
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, gen: int) -> None:
         """Hash the pieces written beyond the prefix that now continue it; the
-        caller holds ``busy``, released here when nothing is left to do."""
+        writer handed over ``busy``, released here when nothing is left to do."""
         fd: int | None = None
         try:
+            buffer = bytearray(_READ_BACK)  # one for every read back (see hash_file)
+            view = memoryview(buffer)
             while True:
                 with self._lock:
+                    if gen != self._gen:
+                        return
                     end = None if self._stale else self._ahead.pop(self._hashed, None)
                     if end is None:
-                        self._busy = False
+                        self._release()
                         return
-                    start = self._hashed
+                    start, digest = self._hashed, self._digest
                 if fd is None:
                     fd = os.open(self._path, os.O_RDONLY)
                 while start < end:
-                    chunk = os.pread(fd, min(_READ_BACK, end - start), start)
-                    if not chunk:
+                    n = os.preadv(fd, [view[: min(_READ_BACK, end - start)]], start)
+                    if not n:
                         raise OSError(f"{self._path} is shorter than what was written")
-                    self._digest.update(chunk)
-                    start += len(chunk)
+                    digest.update(view[:n])
+                    start += n
                     with self._lock:
+                        if gen != self._gen:
+                            return
                         self._hashed = start
+        except Exception:  # never fail the download: finish() hashes the file instead
+            logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
+            with self._lock:
+                if gen == self._gen:
+                    self._stale = True
+                    self._release()
         finally:
             if fd is not None:
                 os.close(fd)
 
     def entry(self, size: int) -> FileEntry | None:
         """The file's entry if all ``size`` bytes were hashed as they were
-        written (None: ``finish`` must read the rest)."""
+        written (None: ``finish`` must read the rest). Call once every write
+        is done: it waits for a helper still hashing what they wrote."""
         with self._lock:
+            while self._busy:
+                self._idle.wait()
             beyond = any(end > self._hashed for end in self._ahead.values())
-            if self._stale or self._busy or beyond or self._hashed != size:
+            if self._stale or beyond or self._hashed != size:
                 return None
             return FileEntry(size=size, sha256=self._digest.hexdigest())
 
     def finish(self) -> FileEntry:
-        """The file's entry, hashing what was not hashed as it was written."""
-        with open(self._path, "rb") as handle:
+        """The file's entry, hashing what was not hashed as it was written
+        (after ``entry``, so no helper is running)."""
+        with open(self._path, "rb", buffering=0) as handle:
             with self._lock:
                 if self._stale:
                     self._digest, self._hashed = hashlib.sha256(), 0
                 digest, size = self._digest, self._hashed
             handle.seek(size)
-            while chunk := handle.read(_READ_BACK):
-                digest.update(chunk)
-                size += len(chunk)
+            buffer = bytearray(_READ_BACK)
+            view = memoryview(buffer)
+            while n := handle.readinto(buffer):
+                digest.update(view[:n])
+                size += n
         return FileEntry(size=size, sha256=digest.hexdigest())

@@ -17,15 +17,13 @@ memo. The memo lives in this process only: a new process hashes once more.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import BinaryIO
 
-from registry.materializers.base import CHUNK, FileEntry
+from registry.materializers.base import FileEntry, hash_open_file
 
 SETTLED_NS = 2_000_000_000  # FAT's 2 s mtime granularity is the coarsest in use
 MAX_ENTRIES = 16_384  # about 3 MiB of keys and digests
@@ -44,7 +42,7 @@ def hash_checked(path: Path | str, *, remember: bool = True) -> FileEntry:
     since this process hashed it, else by reading it (then remembered when
     ``remember`` and the file is settled). ``FileNotFoundError`` if missing."""
     key = os.fspath(path)
-    with open(key, "rb") as f:
+    with open(key, "rb", buffering=0) as f:
         before = os.fstat(f.fileno())
         identity = _identity(before)
         if remember:
@@ -54,7 +52,7 @@ def hash_checked(path: Path | str, *, remember: bool = True) -> FileEntry:
                     _memo.move_to_end(key)
                     return known[1]
         settled = before.st_ctime_ns <= time.time_ns() - SETTLED_NS
-        entry = _hash_open(f)
+        entry = hash_open_file(f)
         # A write during the hash changes the identity: the digest may mix
         # old and new bytes, so it is returned (it will not match) but not kept.
         unchanged = _identity(os.fstat(f.fileno())) == identity
@@ -65,15 +63,6 @@ def hash_checked(path: Path | str, *, remember: bool = True) -> FileEntry:
             while len(_memo) > MAX_ENTRIES:
                 _memo.popitem(last=False)
     return entry
-
-
-def _hash_open(f: BinaryIO) -> FileEntry:
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := f.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-    return FileEntry(size=size, sha256=digest.hexdigest())
 
 
 def forget() -> None:

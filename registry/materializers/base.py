@@ -18,17 +18,22 @@ and must be importable by their import path, which the metadata records.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import itertools
 import os
 import shutil
 import threading
-from collections.abc import Collection, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Protocol
 
 import msgspec
+
+from registry.backends.transfer import GrowingFile
 
 CHUNK = 8 * 1024 * 1024
 
@@ -221,25 +226,56 @@ class HashingWriter(io.RawIOBase):
 
 PARALLEL_COPY_BYTES = 16 * 1024 * 1024
 
+#: Set by the core around a remote save's materialize: told of each large file
+#: ``copy_file`` starts writing (its path and a ``GrowingFile`` it advances),
+#: so its upload can start before the copy ends.
+announce_copy: ContextVar[Callable[[Path, GrowingFile], None] | None] = ContextVar(
+    "registry_announce_copy", default=None
+)
+
+
+#: Set by the core while a materializer writes files it will fsync (a local
+#: save in place): writers that hash in a second thread (``copy_file``,
+#: ``ParallelHashingWriter``, ``FollowingHasher``) then start that fsync
+#: themselves while the hash finishes, so the disk and the hash work at once.
+durable_writes: ContextVar[bool] = ContextVar("registry_durable_writes", default=False)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def copy_file(src: Path, dest: Path) -> FileEntry:
     """Copy ``src`` to ``dest`` with bounded memory and return its entry.
 
     Small files stream through one hashing pass. Large ones are copied by the
-    kernel (``shutil.copyfile``) while a second thread hashes the source
+    kernel (``kernel_copy``) while a second thread hashes the source
     (sha256 releases the GIL), about twice as fast on two cores. If the
     source changed meanwhile (size or mtime moved), the copy is hashed instead.
     """
     before = os.stat(src)
     if before.st_size < PARALLEL_COPY_BYTES:
-        with open(src, "rb") as source, HashingWriter(dest) as out:
-            while chunk := source.read(CHUNK):
-                out.write(chunk)
+        buffer = bytearray(min(CHUNK, max(before.st_size, 1)))
+        view = memoryview(buffer)
+        with open(src, "rb", buffering=0) as source, HashingWriter(dest) as out:
+            while n := source.readinto(buffer):
+                out.write(view[:n])
         return out.entry()
     dest.parent.mkdir(parents=True, exist_ok=True)
+    announce = announce_copy.get()
+    if announce is not None:
+        return _copy_announced(src, dest, before.st_size, announce)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash") as pool:
         hashed = pool.submit(hash_file, src)
-        shutil.copyfile(src, dest)
+        kernel_copy(src, dest)
+        if durable_writes.get():
+            # The hash takes longer than the copy: the disk writes start now,
+            # beside it, and the caller's fsync finds little left to write.
+            _fsync_path(dest)
         entry = hashed.result()
     after = os.stat(src)
     if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
@@ -249,36 +285,94 @@ def copy_file(src: Path, dest: Path) -> FileEntry:
     return entry
 
 
+def _copy_announced(
+    src: Path, dest: Path, size: int, announce: Callable[[Path, GrowingFile], None]
+) -> FileEntry:
+    """One pass, front to back, for a copy whose upload starts before it ends:
+    each buffer read from ``src`` is written to ``dest`` and hashed (in a
+    second thread: sha256 releases the GIL), and the reader is told once it
+    is written. The entry is the hash of exactly the bytes written, however
+    ``src`` changes meanwhile, and no region of ``dest`` is written twice, so
+    an upload that read ``dest`` whole holds the bytes this entry describes."""
+    growing = GrowingFile(size)
+    digest = hashlib.sha256()
+    buffers = [bytearray(CHUNK), bytearray(CHUNK)]
+    written = 0
+    try:
+        with (
+            open(src, "rb", buffering=0) as source,
+            open(dest, "wb", buffering=0) as out,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash") as pool,
+        ):
+            announce(dest, growing)
+            hashing: Future[None] | None = None
+            for turn in itertools.count():
+                buffer = buffers[turn % 2]  # its last hash was awaited a turn ago
+                n = source.readinto(buffer)
+                if not n:
+                    break
+                view = memoryview(buffer)[:n]
+                while view:
+                    view = view[out.write(view) or 0 :]
+                written += n
+                growing.wrote(written)
+                if hashing is not None:
+                    hashing.result()
+                hashing = pool.submit(digest.update, memoryview(buffer)[:n])
+            if hashing is not None:
+                hashing.result()
+    except BaseException as exc:
+        growing.end(exc)
+        raise
+    growing.end()
+    return FileEntry(size=written, sha256=digest.hexdigest())
+
+
+HASH_BUFFER = 4 * 1024 * 1024
+
+
 def hash_file(path: Path) -> FileEntry:
+    """The file's size and sha256, read into one buffer reused for the whole
+    file: a fresh multi-MiB ``bytes`` per read costs a mapping and its page
+    faults every time (measured on a 1 GiB file: 1.75 s of system time with
+    ``read``, 0.20 s with ``readinto``; the hash itself is ~0.7 s)."""
+    with open(path, "rb", buffering=0) as f:
+        return hash_open_file(f)
+
+
+def hash_open_file(f: io.RawIOBase) -> FileEntry:
+    """``hash_file`` of a file opened unbuffered, from its current position."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    buffer = bytearray(min(HASH_BUFFER, max(os.fstat(f.fileno()).st_size, 1)))
+    view = memoryview(buffer)
+    while n := f.readinto(buffer):
+        digest.update(view[:n])
+        size += n
     return FileEntry(size=size, sha256=digest.hexdigest())
 
 
-_flushing = threading.local()
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF}
+_KERNEL_COPY_STEP = 64 * 1024 * 1024  # per call: keeps Ctrl-C responsive
 
 
-class durable_writes:
-    """Marks the files a materializer writes in this thread as ones the
-    caller will fsync (a local registry writing in place): writers that hash
-    in a second thread start that fsync themselves while the hash finishes,
-    so the disk and the hash work at once instead of one after the other."""
-
-    def __enter__(self) -> None:
-        _flushing.on = True
-
-    def __exit__(self, *exc: object) -> None:
-        _flushing.on = False
-
-
-def _flush_early(file: BinaryIO) -> None:
-    if getattr(_flushing, "on", False):
-        file.flush()
-        os.fsync(file.fileno())
+def kernel_copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` (created or truncated) without the bytes
+    passing through Python: ``copy_file_range``, which on filesystems that
+    share extents (XFS, btrfs) clones instead of copying, and elsewhere copies
+    inside the kernel; ``shutil.copyfile`` where it is missing or refused
+    (another OS, another filesystem on older kernels)."""
+    copy_range = getattr(os, "copy_file_range", None)
+    if copy_range is not None:
+        with open(src, "rb") as source, open(dest, "wb") as out:
+            try:
+                while copy_range(source.fileno(), out.fileno(), _KERNEL_COPY_STEP):
+                    pass
+                return
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+    shutil.copyfile(src, dest)  # truncates what a refused copy_file_range began
 
 
 class ParallelHashingWriter:
@@ -306,7 +400,9 @@ class ParallelHashingWriter:
 
     def close(self) -> FileEntry:
         try:
-            _flush_early(self._file)  # the disk writes while the hash catches up
+            if durable_writes.get():  # the disk writes while the hash catches up
+                self._file.flush()
+                os.fsync(self._file.fileno())
             for future in self._pending:
                 future.result()
         finally:
@@ -333,7 +429,9 @@ class FollowingHasher:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by the thread
+        self._file: io.BufferedReader = open(path, "rb")  # noqa: SIM115 - closed by the thread
+        self._buffer = bytearray(HASH_BUFFER)
+        self._view = memoryview(self._buffer)
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = threading.Event()
@@ -342,11 +440,11 @@ class FollowingHasher:
         self._thread.start()
 
     def _drain(self) -> bool:
-        chunk = self._file.read(CHUNK)
-        if chunk:
-            self._hash.update(chunk)
-            self._size += len(chunk)
-        return bool(chunk)
+        n = self._file.readinto(self._buffer)  # one buffer reused: see hash_file
+        if n:
+            self._hash.update(self._view[:n])
+            self._size += n
+        return bool(n)
 
     def _run(self) -> None:
         try:
@@ -366,12 +464,8 @@ class FollowingHasher:
     def finish(self) -> FileEntry:
         """Call once the writer has closed the file: its entry."""
         self._done.set()
-        if getattr(_flushing, "on", False):  # see durable_writes
-            fd = os.open(self._path, os.O_RDONLY)  # the thread owns (and closes) _file
-            try:
-                os.fsync(fd)  # any handle's fsync flushes the file's data
-            finally:
-                os.close(fd)
+        if durable_writes.get():
+            _fsync_path(self._path)  # the thread owns (and closes) _file
         self._thread.join()
         if self._error is not None:
             raise self._error

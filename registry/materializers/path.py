@@ -2,19 +2,22 @@
 
 Saved as ``file/<name>`` or ``dir/<name>/...``. Loading copies them out to a
 new temporary folder and returns the path there, so the caller may change
-the copy without touching the stored version.
+the copy without touching the stored version. The copy is ``copy_file_range``:
+on XFS or btrfs a copy-on-write clone (instant, and still independent of the
+stored file), elsewhere a copy inside the kernel. Not a hard link: a caller
+writing to the file it got (root ignores a read-only mode) would damage the
+stored version.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from registry.materializers.base import FileEntry, Materializer, copy_file
+from registry.materializers.base import FileEntry, Materializer, copy_file, kernel_copy
 
 
 class PathMaterializer(Materializer):
@@ -44,15 +47,16 @@ class PathMaterializer(Materializer):
             if not base.is_dir():
                 continue
             (child,) = list(base.iterdir())
-            # The stored copy was verified already: plain kernel copies here.
+            # The stored copy is verified apart from this (before or beside
+            # it): plain kernel copies here, clones where the filesystem can.
             if kind == "file":
-                shutil.copyfile(child, out / child.name)
+                kernel_copy(child, out / child.name)
             else:
                 for dirpath, _dirs, filenames in os.walk(child):
                     target = out / child.name / Path(dirpath).relative_to(child)
                     target.mkdir(parents=True, exist_ok=True)
                     for filename in filenames:
-                        shutil.copyfile(Path(dirpath) / filename, target / filename)
+                        kernel_copy(Path(dirpath) / filename, target / filename)
             result = out / child.name
             return cls(result) if isinstance(cls, type) and issubclass(cls, Path) else result
         raise FileNotFoundError(f"stored path object in {folder} has no file/ or dir/ entry")

@@ -46,6 +46,10 @@ class GCSBackend(RemoteBackend[GCSBucket]):
 
     scheme = "gs"
     listing: ClassVar[Listing] = gcs_listing  # list, list_children, delete: see RemoteBackend
+    #: ``put_file`` honours ``transfer.upload_source``: it may start on a file
+    #: that is still being written (the core overlaps a large save's copy
+    #: into the cache with its upload).
+    uploads_growing_files: ClassVar[bool] = True
 
     def __init__(
         self,

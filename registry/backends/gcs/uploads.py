@@ -43,7 +43,7 @@ from registry.backends.gcs.objects import (
     is_generation,
     md5_b64,
 )
-from registry.backends.transfer import file_body
+from registry.backends.transfer import file_body, read_upload, upload_ready, upload_size
 from registry.exceptions import PreconditionFailed
 
 # Non-empty metadata makes gcloud-aio send a multipart upload (see above);
@@ -101,9 +101,9 @@ async def put_file(
     """Up to ``chunk_size`` bytes: one multipart request. Above: a multipart
     request streamed from the file when conditional, else a resumable upload."""
     name = bucket.full(key)
-    size = (await anyio.to_thread.run_sync(os.stat, src)).st_size
+    size = await anyio.to_thread.run_sync(upload_size, src)
     if size <= chunk_size:
-        data = await anyio.to_thread.run_sync(src.read_bytes)
+        data = await anyio.to_thread.run_sync(read_upload, src)
         return await put(bucket, key, data, when)
     if when:
         resource = await _put_streamed_multipart(bucket, key, name, src, size, when)
@@ -185,6 +185,10 @@ async def _put_streamed_multipart(
         finally:
             os.close(fd)
 
+    def md5_written() -> str:
+        upload_ready()
+        return file_md5_b64(src)
+
     return await _conditional_write(
-        bucket, key, attempt, when, size, lambda: anyio.to_thread.run_sync(file_md5_b64, src)
+        bucket, key, attempt, when, size, lambda: anyio.to_thread.run_sync(md5_written)
     )

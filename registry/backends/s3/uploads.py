@@ -29,7 +29,7 @@ from registry.backends.s3.client import S3Bucket
 from registry.backends.s3.downloads import head
 from registry.backends.s3.errors import S3BackendError, may_have_landed
 from registry.backends.s3.objects import file_info, md5, multipart_etag, quote_etag
-from registry.backends.transfer import pread_exact, run_all
+from registry.backends.transfer import pread_exact, read_upload, run_all, upload_size
 from registry.exceptions import ObjectNotFound, PreconditionFailed
 
 KiB = 1024
@@ -84,9 +84,9 @@ async def put_file(
 ) -> FileInfo:
     """One PUT up to ``part_size`` bytes, a multipart upload above it."""
     bucket.full(key)
-    size = (await anyio.to_thread.run_sync(os.stat, src)).st_size
+    size = await anyio.to_thread.run_sync(upload_size, src)
     if size <= part_size:
-        data = await anyio.to_thread.run_sync(src.read_bytes)
+        data = await anyio.to_thread.run_sync(read_upload, src)
         return await put(bucket, key, data, mode, None)
     return await _put_multipart(bucket, key, src, size, mode, part_size_for(size, part_size))
 
