@@ -452,3 +452,12 @@ def machine_header(config: Config) -> Iterator[str]:
         f"{config.array_mib} MiB array"
     )
     yield "figures : median of the rounds [min..max]; ratio = median / median of the raw baseline"
+
+
+def settle() -> None:
+    """Wait until the last save's files are old enough for the memo of
+    verified files (registry/core/verified.py): loads after this measure a
+    version loaded some time after its save, as models usually are."""
+    from registry.core import verified
+
+    time.sleep(verified.SETTLED_NS / 1e9)

@@ -22,13 +22,22 @@ from __future__ import annotations
 import gc
 import os
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 from typing import Any
 
-from benchmarks.common import Config, MiB, Result, alternate, emit, fmt, rss_available, timed
+from benchmarks.common import (
+    Config,
+    MiB,
+    Result,
+    alternate,
+    emit,
+    fmt,
+    rss_available,
+    settle,
+    timed,
+)
 from registry.core import verified
 from registry.materializers.base import hash_file
 
@@ -106,13 +115,6 @@ def _memory(
         ours["peak_mib"] < 2 * size_mib,
         note="above the level before the call, each in a fresh process",
     )
-
-
-def settle() -> None:
-    """Wait until the last save's files are old enough for the memo of
-    verified files (core/verified.py): loads below measure a version loaded
-    some time after its save, as models usually are."""
-    time.sleep(verified.SETTLED_NS / 1e9)
 
 
 def _seconds(size_mb: float, func: Callable[[], Any]) -> float:
