@@ -224,6 +224,16 @@ class FollowingHash:
         self._busy = False
         self._idle.notify_all()
 
+    def _give_up(self, gen: int) -> None:
+        """Stop hashing as the download lands (a read-back or an update
+        failed): unless a restart came since (``gen``), finish() hashes the
+        file instead. Called from an ``except`` block (logs its traceback)."""
+        logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
+        with self._lock:
+            if gen == self._gen:
+                self._stale = True
+                self._release()
+
     def wrote(self, offset: int, buffers: Sequence[bytes]) -> None:
         end = offset + sum(len(b) for b in buffers)
         with self._lock:
@@ -240,11 +250,7 @@ class FollowingHash:
             for buffer in buffers:
                 digest.update(buffer)
         except Exception:  # never fail the download: finish() hashes the file instead
-            logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
-            with self._lock:
-                if gen == self._gen:
-                    self._stale = True
-                    self._release()
+            self._give_up(gen)
             return
         with self._lock:
             if gen != self._gen:
@@ -287,11 +293,7 @@ class FollowingHash:
                             return
                         self._hashed = start
         except Exception:  # never fail the download: finish() hashes the file instead
-            logger.debug("%s: hashing while downloading failed", self._path, exc_info=True)
-            with self._lock:
-                if gen == self._gen:
-                    self._stale = True
-                    self._release()
+            self._give_up(gen)
         finally:
             if fd is not None:
                 os.close(fd)
