@@ -25,6 +25,7 @@ import itertools
 import os
 import shutil
 import threading
+from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
@@ -381,21 +382,31 @@ class ParallelHashingWriter:
     sha256 releases the GIL on large buffers, so a big object is written and
     hashed at once on two cores, with no copy: the caller keeps each buffer
     unchanged until ``close()`` (the worker reads it in place, in order).
+    ``backlog``: at most this many buffers wait for the hash (``write`` waits
+    for the oldest): for callers writing fresh chunks (``np.save``'s 16 MiB
+    copies), so memory stays bounded when the hash is slower than the disk.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, backlog: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._hash = hashlib.sha256()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-hash")
-        self._pending: list[Any] = []
+        self._pending: deque[Any] = deque()
+        self._backlog = backlog
         self.size = 0
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self._pending.append(self._pool.submit(self._hash.update, view))
+        pending = self._pending
+        pending.append(self._pool.submit(self._hash.update, view))
         self._file.write(view)
         self.size += len(view)
+        while pending and pending[0].done():  # hashed: its buffer can go
+            pending.popleft().result()
+        if self._backlog is not None:
+            while len(pending) > self._backlog:
+                pending.popleft().result()
         return len(view)
 
     def close(self) -> FileEntry:

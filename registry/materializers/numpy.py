@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from registry.materializers.base import BlobMaterializer, FileEntry, HashingWriter, Unsupported
+from registry.materializers.base import (
+    BlobMaterializer,
+    FileEntry,
+    ParallelHashingWriter,
+    Unsupported,
+)
 
 
 def _numpy() -> Any:
@@ -44,11 +49,14 @@ class NumpyMaterializer(BlobMaterializer):
         return int(obj.nbytes) + 128
 
     def save(self, obj: Any, folder: Path) -> Mapping[str, FileEntry]:
-        # Stream straight into the file: no second copy of a large array.
+        # Stream straight into the file (no second copy of a large array),
+        # hashed on the other core; np.save writes fresh 16 MiB chunks, so at
+        # most two wait for the hash.
         self._check(obj)
-        with HashingWriter(folder / self.filename) as out:
+        with ParallelHashingWriter(folder / self.filename, backlog=2) as out:
             _numpy().save(out, obj, allow_pickle=False)
-        return {self.filename: out.entry()}
+            entry = out.close()
+        return {self.filename: entry}
 
     def load(self, folder: Path, cls: type | None) -> Any:
         return _numpy().load(folder / self.filename, allow_pickle=False)
