@@ -346,3 +346,38 @@ def test_temp_names_are_unique_across_threads_and_forked_children() -> None:
     os.close(write)
     token = len(".1.json" + TEMP_MARKER) + 32
     assert child[:token] != temp_name("1.json")[:token]
+
+
+@pytest.mark.anyio
+async def test_inline_reads_let_other_tasks_run_and_stay_cancellable(local: LocalBackend) -> None:
+    """Inline reads yield to the event loop once every YIELD_EVERY reads:
+    a task reading in a loop leaves room for others, and a cancelled scope
+    stops it within YIELD_EVERY reads."""
+    from registry.backends.local import YIELD_EVERY
+
+    await local.put("k", b"v")
+    reads = 20 * YIELD_EVERY
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()  # the ticker starts
+        before = ticks
+        for _ in range(reads):
+            assert await local.get("k") == b"v"
+        assert ticks - before >= reads // YIELD_EVERY - 1
+        tg.cancel_scope.cancel()
+
+    done = 0
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        for _ in range(reads):
+            await local.get("k")
+            done += 1
+    assert done < YIELD_EVERY
