@@ -16,7 +16,7 @@ from registry.testing.counting import CountingBackend
 from tests import race_checks as rc
 from tests import race_workers as rw
 
-SETTLE = 1.1  # a folder unchanged this long has a stamp (local.py _SETTLED_NS)
+SETTLE = 1.1  # a folder unchanged this long has a stamp (local_folders.SETTLED_NS)
 
 
 def test_a_settled_name_costs_one_read_and_every_change_is_seen(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ the key exists) or ``os.replace`` for overwrite, followed by an fsync of the
 folder. Compare-and-swap (``if_match``) is the one place a lock is used: a
 short-lived ``O_CREAT|O_EXCL`` lock file around read-compare-replace, broken
 when older than ``STALE_LOCK_SECONDS`` (its holder died). Those file
-primitives live in ``local_files``; this module maps keys to files.
+primitives live in ``local_files``, folder listings and memos in
+``local_folders``; this module maps keys to files.
 
 Blocking file work runs as whole functions in worker threads, one hop per call.
 With DEBUG on for ``registry.backends.local``, each read, write and delete is
@@ -15,7 +16,6 @@ logged with its key, bytes and milliseconds (nothing is timed otherwise).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +31,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from registry._runner import on_own_loop
+from registry.backends import local_folders
 from registry.backends.base import DEFAULT_CONCURRENCY, Backend, FileInfo, PutMode
 from registry.backends.local_files import (
     LOCK_SUFFIX,
@@ -61,8 +62,6 @@ INLINE_READ_BYTES = 256 * 1024
 HEAD_SLACK = 8
 # inline reads between yields to the event loop: at most ~0.5 ms without one
 YIELD_EVERY = 16
-# A folder unchanged for this long has a timestamp no later change can repeat.
-_SETTLED_NS = 1_000_000_000
 
 
 def _debug_start() -> float | None:
@@ -147,7 +146,7 @@ class LocalBackend(Backend):
         self.fsync = fsync
         self.inline_reads = inline_reads
         # folder -> (mtime_ns, keys): skips re-scanning settled version folders
-        self._children_cache: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._children_cache: local_folders.ChildrenMemo = {}
 
     @property
     def head_slack(self) -> int:  # type: ignore[override]
@@ -389,67 +388,7 @@ class LocalBackend(Backend):
         if prefix and not prefix.endswith("/"):
             raise ValueError(f"LocalBackend lists folder prefixes ending in '/', got {prefix!r}")
         base = self._path(prefix.rstrip("/")) if prefix else self.root
-        out: list[FileInfo | str] = []
-        if delimiter is not None:
-            try:
-                entries = sorted(os.scandir(base), key=lambda e: e.name)
-            except (FileNotFoundError, NotADirectoryError):
-                return out
-            for entry in entries:
-                if is_temp_name(entry.name):
-                    continue
-                try:
-                    if entry.is_dir():
-                        out.append(f"{prefix}{entry.name}/")
-                    else:
-                        out.append(file_info(prefix + entry.name, entry.stat()))
-                except FileNotFoundError:
-                    continue  # removed while listing
-            return out
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, self.root)
-            rel_prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            for filename in sorted(filenames):
-                if is_temp_name(filename):
-                    continue
-                try:
-                    st = os.stat(os.path.join(dirpath, filename))
-                except FileNotFoundError:
-                    continue
-                out.append(file_info(rel_prefix + filename, st))
-        return out
-
-    def _remove_stale_temp_sync(self, older_than: float, dry_run: bool) -> int:
-        """Remove old temp/lock files, then folders a crash left empty.
-
-        Bottom-up, and a folder's age is read before its temp files go, so a
-        folder a writer has just created (young mtime) is never removed.
-        """
-        cutoff = time.time() - older_than
-        count = 0
-        for dirpath, _dirs, filenames in os.walk(self.root, topdown=False):
-            folder = Path(dirpath)
-            try:
-                folder_mtime = folder.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            for filename in filenames:
-                if not is_temp_name(filename):
-                    continue
-                path = folder / filename
-                try:
-                    if path.stat().st_mtime >= cutoff:
-                        continue
-                    if not dry_run:
-                        path.unlink()
-                except FileNotFoundError:
-                    continue
-                count += 1
-            if folder != self.root and folder_mtime < cutoff and not dry_run:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # fails harmlessly unless empty
-        return count
+        return local_folders.listing(self.root, base, prefix, delimiter)
 
     def _flush_sync(self, keys: Sequence[str]) -> None:
         if not self.fsync:
@@ -548,47 +487,14 @@ class LocalBackend(Backend):
 
     def _list_children_sync(self, prefix: str) -> Sequence[str]:
         base = self._fspath(prefix.rstrip("/"))
-        try:
-            mtime_ns = os.stat(base).st_mtime_ns
-        except (FileNotFoundError, NotADirectoryError):
-            return ()
-        cached = self._children_cache.get(base)
-        if cached is not None and cached[0] == mtime_ns:
-            return cached[1]
-        try:
-            # scandir's file type comes from the directory entry: no stat per file.
-            with os.scandir(base) as entries:
-                names = [e.name for e in entries if e.is_file() and not is_temp_name(e.name)]
-        except (FileNotFoundError, NotADirectoryError):
-            return ()
-        keys = tuple(prefix + name for name in sorted(names))
-        # Any change to a folder's entries moves its mtime, but only to the
-        # kernel's coarse clock: a change in the same tick as this scan could
-        # keep the mtime. So only remember folders that were already settled
-        # (unchanged for a second) when scanned; a later change then always
-        # shows as a new mtime.
-        if time.time_ns() - mtime_ns > _SETTLED_NS:
-            if len(self._children_cache) > 4096:
-                self._children_cache.clear()
-            self._children_cache[base] = (mtime_ns, keys)
-        return keys
+        return local_folders.children(self._children_cache, base, prefix)
 
     def folder_stamp(self, prefix: str) -> tuple[int, int, int] | None:
-        """The folder's (inode, mtime, ctime) once it has been unchanged for
-        a second (the argument of ``_list_children_sync``: a later change
-        then always shows as a new time); None before that, when it is
-        missing, or without ``inline_reads`` (a stat could stall)."""
+        """The folder's stamp once settled (``local_folders.stamp``); None
+        without ``inline_reads`` (a stat could stall)."""
         if not self.inline_reads:
             return None
-        try:
-            st = os.stat(self._fspath(prefix.rstrip("/")))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        # ctime: moved by every change to the folder's entries, and unlike
-        # mtime it cannot be set back by hand.
-        if time.time_ns() - st.st_ctime_ns <= _SETTLED_NS:
-            return None
-        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+        return local_folders.stamp(self._fspath(prefix.rstrip("/")))
 
     async def list_children(self, prefix: str) -> Sequence[str]:
         if self.inline_reads:
@@ -605,5 +511,5 @@ class LocalBackend(Backend):
 
     async def remove_stale_temp(self, *, older_than: float, dry_run: bool = False) -> int:
         return await anyio.to_thread.run_sync(
-            self._remove_stale_temp_sync, older_than, dry_run, limiter=self.limiter
+            local_folders.remove_stale_temp, self.root, older_than, dry_run, limiter=self.limiter
         )
