@@ -28,7 +28,7 @@ from registry.core.loading import read_cached_now
 from registry.core.metadata import decode_for, version_key
 from registry.core.names import split_key, validate_name
 from registry.core.offline import cached_meta
-from registry.core.registry import RegistryCore
+from registry.core.registry import RegistryCore, log_loaded
 from registry.core.types import ObjectMeta, Verify
 from registry.core.versions import LATEST
 from registry.exceptions import RegistryError
@@ -85,14 +85,6 @@ def load_now(
     if not hit:
         return MISS
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "loaded %s@%s (asked for %s): %d bytes, verify=%s, from the cache of %s in %.1f ms",
-            name,
-            meta.version,
-            version,
-            meta.size,
-            verify,
-            core.backend.uri,
-            (time.perf_counter() - started) * 1000,
-        )
+        source = f"the cache of {core.backend.uri}"
+        log_loaded(logger, name, version, meta, verify, source, started)
     return obj

@@ -359,16 +359,7 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
             meta = await self._meta(name, version, "full")
             obj = await self._read(meta, verify, options)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "loaded %s@%s (asked for %s): %d bytes, verify=%s, from %s in %.1f ms",
-                name,
-                meta.version,
-                version,
-                meta.size,
-                verify,
-                self.backend.uri,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_loaded(logger, name, version, meta, verify, self.backend.uri, started)
         return obj
 
     async def _read(
@@ -512,3 +503,25 @@ class RegistryCore(Queries, CacheControl, Lifecycle):
             raise refuse("janitor")
         await self._open()
         return await run_janitor(self.backend, grace=grace, dry_run=dry_run)
+
+
+def log_loaded(
+    log: logging.Logger,
+    name: str,
+    version: str,
+    meta: ObjectMeta,
+    verify: Verify,
+    source: str,
+    started: float,
+) -> None:
+    """The DEBUG line of a finished load (``started``: its perf_counter)."""
+    log.debug(
+        "loaded %s@%s (asked for %s): %d bytes, verify=%s, from %s in %.1f ms",
+        name,
+        meta.version,
+        version,
+        meta.size,
+        verify,
+        source,
+        (time.perf_counter() - started) * 1000,
+    )
